@@ -1,0 +1,157 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
+	"github.com/txconsume/txconsume/migrations"
+)
+
+func TestFSHoldsNumberedSQLFiles(t *testing.T) {
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	require.NoError(t, err)
+	require.Contains(t, names, "00001_txconsume_dedup.sql")
+}
+
+func TestMigrations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MySQL")
+	}
+	ctx := context.Background()
+
+	setup := func(t *testing.T) (string, *sql.DB) {
+		dsn := testenv.MySQLDSN(t)
+		return dsn, testenv.OpenMySQL(t, dsn).DB
+	}
+	tableExists := func(t *testing.T, db *sql.DB, name string) bool {
+		var n int
+		require.NoError(t, db.QueryRowContext(ctx,
+			"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+			name).Scan(&n))
+		return n == 1
+	}
+	// appliedRows counts version-table rows per version: each version must appear exactly once.
+	appliedRows := func(t *testing.T, db *sql.DB) map[int64]int {
+		rows, err := db.QueryContext(ctx, "SELECT version_id, COUNT(*) FROM "+migrations.VersionTable+
+			" WHERE is_applied GROUP BY version_id")
+		require.NoError(t, err)
+		defer rows.Close()
+		out := map[int64]int{}
+		for rows.Next() {
+			var v int64
+			var n int
+			require.NoError(t, rows.Scan(&v, &n))
+			out[v] = n
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+	sources := func(t *testing.T) int {
+		names, err := fs.Glob(migrations.FS, "*.sql")
+		require.NoError(t, err)
+		return len(names)
+	}
+
+	t.Run("up creates the tables and a second up is a no-op", func(t *testing.T) {
+		_, db := setup(t)
+		require.NoError(t, migrations.Up(ctx, db))
+		require.True(t, tableExists(t, db, "txconsume_dedup"))
+		first := appliedRows(t, db)
+		require.Len(t, first, sources(t)+1, "every file plus goose's version 0")
+
+		require.NoError(t, migrations.Up(ctx, db))
+		require.Equal(t, first, appliedRows(t, db))
+
+		st, err := migrations.Statuses(ctx, db)
+		require.NoError(t, err)
+		require.Len(t, st, sources(t))
+		require.Equal(t, "00001_txconsume_dedup.sql", st[0].Name)
+		for _, s := range st {
+			require.True(t, s.Applied, s.Name)
+		}
+	})
+
+	t.Run("status before any migration", func(t *testing.T) {
+		_, db := setup(t)
+		st, err := migrations.Statuses(ctx, db)
+		require.NoError(t, err)
+		for _, s := range st {
+			require.False(t, s.Applied, s.Name)
+		}
+	})
+
+	t.Run("down rolls back one step at a time and up re-applies", func(t *testing.T) {
+		_, db := setup(t)
+		require.NoError(t, migrations.Up(ctx, db))
+		for i := 0; i < sources(t); i++ {
+			require.True(t, tableExists(t, db, "txconsume_dedup"), "00001 is the last one rolled back")
+			require.NoError(t, migrations.Down(ctx, db))
+			require.Len(t, appliedRows(t, db), sources(t)-i, "one step per Down")
+		}
+		require.False(t, tableExists(t, db, "txconsume_dedup"))
+		require.ErrorIs(t, migrations.Down(ctx, db), migrations.ErrNoApplied)
+
+		require.NoError(t, migrations.Up(ctx, db))
+		require.True(t, tableExists(t, db, "txconsume_dedup"))
+	})
+
+	t.Run("concurrent instances apply each migration exactly once", func(t *testing.T) {
+		dsn, db := setup(t)
+		const instances = 8
+		pools := make([]*sql.DB, instances)
+		for i := range pools {
+			pools[i] = testenv.OpenMySQL(t, dsn).DB
+		}
+
+		// Hold the migration lock from outside so that all instances provably queue on it,
+		// then let them go at once.
+		holder, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer holder.Close()
+		var name string
+		require.NoError(t, holder.QueryRowContext(ctx,
+			"SELECT CONCAT('txconsume_migrate_', LEFT(SHA2(DATABASE(), 256), 32))").Scan(&name))
+		var got int
+		require.NoError(t, holder.QueryRowContext(ctx, "SELECT GET_LOCK(?, 10)", name).Scan(&got))
+		require.Equal(t, 1, got)
+
+		errs := make([]error, instances)
+		var wg sync.WaitGroup
+		for i := range pools {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = migrations.Up(ctx, pools[i])
+			}()
+		}
+		require.Eventually(t, func() bool {
+			var waiting int
+			require.NoError(t, db.QueryRowContext(ctx,
+				"SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT GET_LOCK(%' AND db = DATABASE()").
+				Scan(&waiting))
+			return waiting == instances
+		}, time.Minute, 20*time.Millisecond, "all instances wait on the migration lock")
+		require.NoError(t, holder.QueryRowContext(ctx, "SELECT RELEASE_LOCK(?)", name).Scan(&got))
+		require.Equal(t, 1, got)
+		wg.Wait()
+
+		for i, err := range errs {
+			require.NoError(t, err, "instance %d", i)
+		}
+		rows := appliedRows(t, db)
+		require.Len(t, rows, sources(t)+1)
+		for v, n := range rows {
+			require.Equal(t, 1, n, "version %d recorded %d times", v, n)
+		}
+		var total int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+migrations.VersionTable).Scan(&total))
+		require.Equal(t, sources(t)+1, total, "no version row written twice, applied or not")
+	})
+}
