@@ -1,0 +1,241 @@
+package rmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+)
+
+// Errors of the Consumer's life cycle.
+var (
+	// ErrStarted: Start was called twice.
+	ErrStarted = errors.New("rmq: consumer already started")
+	// ErrClosed: Start after Shutdown.
+	ErrClosed = errors.New("rmq: consumer shut down")
+	// ErrShuttingDown is what a delivery that arrives after Shutdown began returns to the client,
+	// without reaching the Processor.
+	ErrShuttingDown = errors.New("rmq: consumer shutting down")
+)
+
+type state int
+
+const (
+	stateNew state = iota
+	stateRunning
+	stateDraining
+	stateClosed
+)
+
+// Consumer owns a RocketMQ push consumer that feeds a Processor, and shuts it down without cutting
+// transactions short: the client's own Shutdown returns while callbacks still run, and their results
+// are then thrown away.
+type Consumer struct {
+	cfg    consumerConfig
+	listen ListenerFunc
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	state    state
+	inflight int
+	push     rocketmq.PushConsumer
+	idle     chan struct{} // closed when draining and no delivery is in flight
+	released chan struct{} // closed after the client shut down: held deliveries return
+	closed   chan struct{} // closed when Shutdown has finished
+
+	// abort cancels the context of in-flight deliveries when Shutdown's context ends first.
+	abortCtx context.Context
+	abort    context.CancelFunc
+}
+
+// NewConsumer checks the options and returns a Consumer that hands deliveries to p once started.
+// WithNameServers, WithGroup and WithSubscription are required.
+func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
+	cfg := defaultConsumerConfig()
+	for _, o := range opts {
+		o.applyConsumer(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l, err := newListenerFromConfig(p, cfg.listener)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg:      cfg,
+		log:      cfg.listener.logger,
+		idle:     make(chan struct{}),
+		released: make(chan struct{}),
+		closed:   make(chan struct{}),
+	}
+	c.abortCtx, c.abort = context.WithCancel(context.Background())
+	if cfg.orderly {
+		c.listen = l.consumeOrderly
+	} else {
+		c.listen = l.consumeConcurrently
+	}
+	return c, nil
+}
+
+func (c *Consumer) clientOptions() []consumer.Option {
+	opts := []consumer.Option{
+		consumer.WithNsResolver(primitive.NewPassthroughResolver(c.cfg.nameServers)),
+		consumer.WithGroupName(c.cfg.group),
+		consumer.WithConsumerOrder(c.cfg.orderly),
+		consumer.WithConsumeMessageBatchMaxSize(c.cfg.batchMaxSize),
+		consumer.WithConsumeGoroutineNums(c.cfg.goroutines),
+		consumer.WithMaxReconsumeTimes(c.cfg.maxReconsumeTimes),
+		consumer.WithConsumeFromWhere(c.cfg.fromWhere),
+	}
+	if !c.cfg.credentials.IsEmpty() {
+		opts = append(opts, consumer.WithCredentials(c.cfg.credentials))
+	}
+	if c.cfg.instanceName != "" {
+		opts = append(opts, consumer.WithInstance(c.cfg.instanceName))
+	}
+	return append(opts, c.cfg.clientOptions...)
+}
+
+// Start creates the client's push consumer, subscribes and starts consuming. The topics must exist:
+// the client refuses to start without their routes.
+func (c *Consumer) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateRunning:
+		return ErrStarted
+	case stateDraining, stateClosed:
+		return ErrClosed
+	}
+	push, err := rocketmq.NewPushConsumer(c.clientOptions()...)
+	if err != nil {
+		return fmt.Errorf("rmq: new push consumer: %w", err)
+	}
+	for _, s := range c.cfg.subs {
+		if err := push.Subscribe(s.topic, s.selector, c.consume); err != nil {
+			return fmt.Errorf("rmq: subscribe %s: %w", s.topic, err)
+		}
+	}
+	if err := push.Start(); err != nil {
+		// The client shuts itself down when a route is missing; nothing else is registered yet when it
+		// fails earlier, so there is nothing to undo here.
+		return fmt.Errorf("rmq: start consumer group %s: %w", c.cfg.group, err)
+	}
+	c.push = push
+	c.state = stateRunning
+	c.log.Info("rmq: consumer started", slog.String("group", c.cfg.group), slog.Bool("orderly", c.cfg.orderly))
+	return nil
+}
+
+// Shutdown stops taking deliveries, waits until the ones in flight have committed or rolled back, then
+// shuts the client down, which persists the consumed offsets. If ctx ends first, the contexts of the
+// deliveries still in flight are cancelled (their transactions roll back and the messages come again),
+// the client is shut down anyway and the error wraps ctx.Err().
+//
+// A delivery that arrives once Shutdown has begun does not reach the Processor: it is held until the
+// client has shut down and then fails, so the client discards its result and the message stays
+// unacknowledged for the next consumer of the group (no redelivery through the retry topic, no
+// reconsume count spent). Shutdown before Start just marks the Consumer closed; calling Shutdown again
+// waits for the first call to finish.
+func (c *Consumer) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	switch c.state {
+	case stateNew:
+		c.state = stateClosed
+		close(c.released)
+		close(c.closed)
+		c.abort()
+		c.mu.Unlock()
+		return nil
+	case stateDraining, stateClosed:
+		c.mu.Unlock()
+		select {
+		case <-c.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c.state = stateDraining
+	if c.inflight == 0 {
+		close(c.idle)
+	}
+	inflight := c.inflight
+	c.mu.Unlock()
+
+	c.log.Info("rmq: consumer shutting down, waiting for in-flight deliveries",
+		slog.String("group", c.cfg.group), slog.Int("in_flight", inflight))
+	// Stop pulling; what was pulled already is held by consume.
+	c.push.Suspend()
+
+	var errs []error
+	select {
+	case <-c.idle:
+	case <-ctx.Done():
+		c.mu.Lock()
+		left := c.inflight
+		c.mu.Unlock()
+		c.abort()
+		errs = append(errs, fmt.Errorf("rmq: shutdown gave up waiting for %d in-flight deliveries: %w", left, ctx.Err()))
+	}
+	if err := c.push.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("rmq: client shutdown: %w", err))
+	}
+	c.mu.Lock()
+	c.state = stateClosed
+	c.mu.Unlock()
+	close(c.released)
+	c.abort()
+	close(c.closed)
+	c.log.Info("rmq: consumer shut down", slog.String("group", c.cfg.group))
+	return errors.Join(errs...)
+}
+
+// consume is the callback given to the client.
+func (c *Consumer) consume(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	if !c.enter() {
+		// Hold the delivery until the client has marked its queues dropped: the client then ignores the
+		// result, where a failure returned now would send the messages to the retry topic.
+		<-c.released
+		if c.cfg.orderly {
+			setSuspend(ctx, 0)
+			return consumer.SuspendCurrentQueueAMoment, ErrShuttingDown
+		}
+		return consumer.ConsumeRetryLater, ErrShuttingDown
+	}
+	defer c.leave()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.abortCtx, cancel)
+	defer stop()
+	return c.listen(ctx, msgs...)
+}
+
+func (c *Consumer) enter() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateRunning {
+		return false
+	}
+	c.inflight++
+	return true
+}
+
+func (c *Consumer) leave() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inflight--
+	if c.inflight == 0 && c.state == stateDraining {
+		select {
+		case <-c.idle:
+		default:
+			close(c.idle)
+		}
+	}
+}
