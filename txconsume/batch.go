@@ -1,0 +1,328 @@
+package txconsume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/txconsume/internal/sqlerr"
+)
+
+// savepoint is set before each handler of a batch. Reusing one name replaces the previous
+// savepoint (SQL standard, MySQL and MariaDB), so no RELEASE is needed.
+const savepoint = "txconsume_msg"
+
+// ProcessBatch consumes msgs in one transaction, which costs one commit instead of len(msgs):
+//
+//   - the keys of the whole batch are claimed by one multi-row statement, and one SELECT tells
+//     which of them this transaction claimed; the others were consumed before: Duplicate;
+//   - messages sharing a key inside the batch collapse: the first one is handled, the later
+//     ones are Duplicate (or fail with it, if it fails);
+//   - each handler runs behind a savepoint. A handler that fails (error, panic) is rolled back to
+//     its savepoint and its claim is removed, so a redelivery applies it; Discard and
+//     ErrAlreadyApplied roll back to the savepoint too, with the outcomes Process gives them;
+//   - the messages that did not fail commit together.
+//
+// The returned slice has one Result per message, in order. If some messages failed, the error
+// is a *BatchError listing them, their results are zero, and all other results are committed.
+// Any other error (begin, claim, commit, context, or a lock conflict that outlived the retries)
+// means nothing was committed, and the results are nil. A deadlock or lock wait timeout anywhere
+// in the batch reruns the whole transaction, every handler included.
+func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result, error) {
+	start := time.Now()
+	b := p.prepareBatch(msgs)
+	var results []Result
+	var err error
+	if b.pending() {
+		err = p.withRetries(ctx, msgs, func() error { return p.batchAttempt(ctx, b) })
+	}
+	if err != nil {
+		err = fmt.Errorf("txconsume: group %s batch of %d: %w", p.group, len(msgs), err)
+	} else {
+		results, err = b.finish()
+	}
+	if p.cfg.hooks.OnResult != nil {
+		elapsed := time.Since(start)
+		for i, m := range msgs {
+			if m == nil {
+				continue
+			}
+			switch {
+			case results == nil:
+				p.cfg.hooks.OnResult(ctx, m, 0, err, elapsed)
+			case b.items[i].failed != nil:
+				p.cfg.hooks.OnResult(ctx, m, 0, b.items[i].failed, elapsed)
+			case results[i] == Discarded:
+				p.cfg.hooks.OnResult(ctx, m, Discarded, b.items[i].herr, elapsed)
+			default:
+				p.cfg.hooks.OnResult(ctx, m, results[i], nil, elapsed)
+			}
+		}
+	}
+	for i := range b.items {
+		if results != nil && b.items[i].result == Discarded {
+			p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
+				slog.String("msg_id", msgs[i].ID), slog.Any("error", b.items[i].herr))
+		}
+	}
+	return results, err
+}
+
+// batch is the state of one ProcessBatch call. Key errors are decided once; everything an
+// attempt decides is reset before each attempt.
+type batch struct {
+	msgs  []*Message
+	items []batchItem
+	keys  []string // distinct stored keys to claim, sorted (dedup mode)
+}
+
+type batchItem struct {
+	key    string // stored key; "" in row-lock mode or on keyErr
+	keyErr error  // decided once, never retried
+	first  int    // index of the first message with the same key (itself if first)
+
+	// per attempt
+	result Result
+	herr   error // handler's Discard / ErrAlreadyApplied error
+	failed error
+}
+
+func (p *Processor) prepareBatch(msgs []*Message) *batch {
+	b := &batch{msgs: msgs, items: make([]batchItem, len(msgs))}
+	firstOf := map[string]int{}
+	for i, m := range msgs {
+		it := &b.items[i]
+		it.first = i
+		if m == nil {
+			it.keyErr = errors.New("txconsume: nil message")
+			continue
+		}
+		if p.cfg.rowLock {
+			continue
+		}
+		k, err := p.key(m)
+		if err != nil {
+			it.keyErr = err
+			continue
+		}
+		it.key = StoredKey(k)
+		if j, ok := firstOf[it.key]; ok {
+			it.first = j
+			continue
+		}
+		firstOf[it.key] = i
+		b.keys = append(b.keys, it.key)
+	}
+	// Claiming in one global order makes two batches with overlapping keys lock them in the same
+	// order, which avoids most deadlocks between them.
+	slices.Sort(b.keys)
+	return b
+}
+
+// pending reports whether any message needs a transaction.
+func (b *batch) pending() bool {
+	for i := range b.items {
+		if b.items[i].keyErr == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *batch) finish() ([]Result, error) {
+	results := make([]Result, len(b.items))
+	var be BatchError
+	for i := range b.items {
+		it := &b.items[i]
+		if it.keyErr != nil {
+			it.failed = it.keyErr
+		}
+		if it.failed != nil {
+			id := ""
+			if b.msgs[i] != nil {
+				id = b.msgs[i].ID
+			}
+			be.Failures = append(be.Failures, BatchFailure{Index: i, MessageID: id, Err: it.failed})
+			continue
+		}
+		results[i] = it.result
+	}
+	if len(be.Failures) > 0 {
+		return results, &be
+	}
+	return results, nil
+}
+
+// batchAttempt runs the whole batch in one transaction.
+func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
+	for i := range b.items {
+		it := &b.items[i]
+		it.result, it.herr, it.failed = 0, nil, nil
+	}
+	tx, err := p.db.BeginTxx(ctx, &p.cfg.txOptions)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // no-op after a successful commit
+
+	claimed := map[string]bool{}
+	if !p.cfg.rowLock && len(b.keys) > 0 {
+		if claimed, err = p.claimBatch(ctx, tx, b); err != nil {
+			return err
+		}
+	}
+
+	var unclaim, discarded []string
+	for i, m := range b.msgs {
+		it := &b.items[i]
+		if it.keyErr != nil || it.first != i {
+			continue
+		}
+		if !p.cfg.rowLock && !claimed[it.key] {
+			it.result = Duplicate
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		herr := p.call(ctx, tx, m)
+		if herr == nil {
+			it.result = Applied
+			continue
+		}
+		if sqlerr.IsRetryable(herr) {
+			// A deadlock has already rolled back the whole transaction; rerun all of it.
+			return herr
+		}
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
+			return fmt.Errorf("rollback to savepoint after %v: %w", herr, err)
+		}
+		switch {
+		case IsDiscard(herr):
+			it.result, it.herr = Discarded, herr
+			discarded = append(discarded, it.key)
+		case errors.Is(herr, ErrAlreadyApplied):
+			it.result, it.herr = Duplicate, herr
+			unclaim = append(unclaim, it.key)
+		default:
+			it.failed = herr
+			unclaim = append(unclaim, it.key)
+		}
+	}
+	// Later copies of a key share the first copy's fate.
+	for i := range b.items {
+		it := &b.items[i]
+		if it.keyErr != nil || it.first == i {
+			continue
+		}
+		if f := b.items[it.first].failed; f != nil {
+			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
+		} else {
+			it.result = Duplicate
+		}
+	}
+	if !p.cfg.rowLock {
+		if err := p.updateClaims(ctx, tx, "DELETE FROM "+DedupTable, unclaim); err != nil {
+			return fmt.Errorf("remove failed claims: %w", err)
+		}
+		if err := p.updateClaims(ctx, tx, "UPDATE "+DedupTable+" SET outcome = '"+OutcomeDiscarded+"'", discarded); err != nil {
+			return fmt.Errorf("record discards: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// claimBatch claims b.keys with one statement and returns the set this transaction claimed.
+//
+// Why this shape: a plain multi-row INSERT fails as a whole on the first duplicate, and INSERT
+// IGNORE would also swallow errors that are not duplicates (truncation, bad values). MySQL has no
+// RETURNING (MariaDB does), and affected-rows counts say how many rows were inserted, not which
+// (and change meaning under clientFoundRows). So the INSERT writes a random per-transaction
+// token into the rows it inserts, and ON DUPLICATE KEY UPDATE leaves existing rows alone, except
+// that an existing row that happens to carry the same token is reset to 0. After the statement,
+// the rows of these keys carrying the token are exactly the ones this transaction inserted, which
+// one SELECT reads back (a transaction always sees its own writes, at any isolation level).
+//
+// Locking is the same as for single claims: a key inserted but not yet committed by another
+// transaction makes this statement wait; it then sees the row (Duplicate) or, if the other
+// transaction rolled back, inserts it.
+func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch) (map[string]bool, error) {
+	token := rand.Uint64()>>1 | 1 // never 0, fits a signed BIGINT too
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + DedupTable + " (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES ")
+	args := make([]any, 0, 6*len(b.keys)+1)
+	firstMsg := map[string]*Message{}
+	for i := range b.items {
+		if it := &b.items[i]; it.keyErr == nil && it.first == i {
+			firstMsg[it.key] = b.msgs[i]
+		}
+	}
+	for i, k := range b.keys {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?)")
+		m := firstMsg[k]
+		args = append(args, p.group, k, clip(m.Topic), clip(m.ID), OutcomeApplied, token)
+	}
+	q.WriteString(" ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = ?, 0, claim_token)")
+	args = append(args, token)
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return nil, fmt.Errorf("claim keys: %w", err)
+	}
+
+	q.Reset()
+	q.WriteString("SELECT dedup_key FROM " + DedupTable + " WHERE consumer_group = ? AND claim_token = ? AND dedup_key IN (")
+	args = append(args[:0], p.group, token)
+	for i, k := range b.keys {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("?")
+		args = append(args, k)
+	}
+	q.WriteString(")")
+	rows, err := tx.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read claims: %w", err)
+	}
+	defer rows.Close()
+	claimed := make(map[string]bool, len(b.keys))
+	for rows.Next() {
+		var k []byte
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("read claims: %w", err)
+		}
+		claimed[string(k)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read claims: %w", err)
+	}
+	return claimed, nil
+}
+
+// updateClaims runs stmt (a DELETE or UPDATE of the dedup table) on this group's keys, in one
+// statement; nothing when keys is empty.
+func (p *Processor) updateClaims(ctx context.Context, tx *sqlx.Tx, stmt string, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	q := stmt + " WHERE consumer_group = ? AND dedup_key IN (?" + strings.Repeat(", ?", len(keys)-1) + ")"
+	args := make([]any, 0, len(keys)+1)
+	args = append(args, p.group)
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	_, err := tx.ExecContext(ctx, q, args...)
+	return err
+}

@@ -1,0 +1,305 @@
+package txconsume
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/txconsume/internal/sqlerr"
+)
+
+// DedupTable is the table (created by package migrations) in which claimed keys are recorded.
+const DedupTable = "txconsume_dedup"
+
+// Outcomes stored in txconsume_dedup.outcome.
+const (
+	OutcomeApplied   = "applied"
+	OutcomeDiscarded = "discarded"
+)
+
+// maxColumnLen is the size of the VARBINARY group, topic and msg_id columns.
+const maxColumnLen = 255
+
+const claimSQL = "INSERT INTO " + DedupTable +
+	" (consumer_group, dedup_key, topic, msg_id, outcome) VALUES (?, ?, ?, ?, ?)"
+
+// Processor consumes messages exactly once for one consumer group: each message's deduplication
+// key is claimed in the same transaction as the handler's writes. A Processor is safe for
+// concurrent use; several Processors (in one process or many) may share a group and a database.
+type Processor struct {
+	db    *sqlx.DB
+	group string
+	h     Handler
+	cfg   config
+
+	// claim is the single-message claim INSERT, prepared once per pool so that each claim
+	// costs one round trip even without interpolateParams.
+	mu    sync.Mutex
+	claim *sql.Stmt
+}
+
+// New returns a Processor that runs h for the consumer group named group (usually the RocketMQ
+// consumer group; at most 255 bytes) on db. Deduplication is per group: two groups consuming
+// the same message each apply it once. The schema of package migrations must be applied.
+func New(db *sqlx.DB, group string, h Handler, opts ...Option) (*Processor, error) {
+	if db == nil {
+		return nil, errors.New("txconsume: New: nil db")
+	}
+	if h == nil {
+		return nil, errors.New("txconsume: New: nil handler")
+	}
+	if group == "" || len(group) > maxColumnLen {
+		return nil, fmt.Errorf("txconsume: New: group must be 1 to %d bytes, got %d", maxColumnLen, len(group))
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.errs) > 0 {
+		return nil, errors.Join(cfg.errs...)
+	}
+	if cfg.txOptions.ReadOnly {
+		return nil, errors.New("txconsume: New: read-only transactions cannot claim keys")
+	}
+	return &Processor{db: db, group: group, h: h, cfg: cfg}, nil
+}
+
+// Group returns the consumer group the Processor deduplicates for.
+func (p *Processor) Group() string { return p.group }
+
+// Process consumes one message:
+//
+//   - its key (see WithKeyFunc) is claimed in txconsume_dedup and the handler runs in the same
+//     transaction; on commit the result is Applied;
+//   - if the key was already committed by an earlier delivery, the result is Duplicate and the
+//     handler does not run; a concurrent delivery of the same key waits for the first one's
+//     transaction and then gets Duplicate (or claims the key if the first one rolled back);
+//   - if the handler returns Discard(err), its writes are rolled back, the key is recorded as
+//     discarded and the result is Discarded with a nil error;
+//   - if the handler returns ErrAlreadyApplied, the transaction is rolled back and the result
+//     is Duplicate;
+//   - any other handler error, a panic (*PanicError) or a cancelled context rolls everything
+//     back and returns the error: the message should be redelivered. A RetryAfter error keeps
+//     its delay (see RetryDelay);
+//   - a deadlock or lock wait timeout reruns the whole transaction, handler included, up to
+//     WithMaxRetries times.
+//
+// The Result is meaningful only when the error is nil.
+func (p *Processor) Process(ctx context.Context, msg *Message) (Result, error) {
+	start := time.Now()
+	r, err, herr := p.process(ctx, msg)
+	if p.cfg.hooks.OnResult != nil && msg != nil {
+		reported := err
+		if r == Discarded {
+			reported = herr
+		}
+		p.cfg.hooks.OnResult(ctx, msg, r, reported, time.Since(start))
+	}
+	return r, err
+}
+
+// process returns the result, the error for the caller and, for Discarded, the handler's error.
+func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, error) {
+	if msg == nil {
+		return 0, errors.New("txconsume: Process: nil message"), nil
+	}
+	var key string
+	if !p.cfg.rowLock {
+		var err error
+		if key, err = p.key(msg); err != nil {
+			return 0, err, nil
+		}
+	}
+	var r Result
+	var herr error
+	err := p.withRetries(ctx, []*Message{msg}, func() error {
+		var err error
+		r, herr, err = p.attempt(ctx, msg, key)
+		return err
+	})
+	if err != nil {
+		return 0, p.wrapErr(msg, err), nil
+	}
+	if r == Discarded {
+		p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
+			slog.String("msg_id", msg.ID), slog.Any("error", herr))
+	}
+	return r, nil, herr
+}
+
+// attempt runs one transaction for msg. It returns the result, the handler's error when the
+// result is Discarded or Duplicate by ErrAlreadyApplied, and the error that failed the attempt.
+func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Result, error, error) {
+	tx, err := p.db.BeginTxx(ctx, &p.cfg.txOptions)
+	if err != nil {
+		return 0, nil, fmt.Errorf("txconsume: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = tx.Rollback()
+		}
+	}()
+	if !p.cfg.rowLock {
+		stmt, err := p.claimStmt(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, p.group, StoredKey(key),
+			clip(msg.Topic), clip(msg.ID), OutcomeApplied)
+		if sqlerr.IsDuplicate(err) {
+			return Duplicate, nil, nil
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("txconsume: claim key: %w", err)
+		}
+	}
+	if herr := p.call(ctx, tx, msg); herr != nil {
+		done = true
+		_ = tx.Rollback()
+		switch {
+		case sqlerr.IsRetryable(herr):
+			return 0, nil, herr
+		case IsDiscard(herr):
+			if p.cfg.rowLock {
+				return Discarded, herr, nil
+			}
+			r, err := p.recordDiscard(ctx, msg, key)
+			return r, herr, err
+		case errors.Is(herr, ErrAlreadyApplied):
+			return Duplicate, herr, nil
+		default:
+			return 0, nil, herr
+		}
+	}
+	done = true
+	if err := tx.Commit(); err != nil {
+		return 0, nil, fmt.Errorf("txconsume: commit: %w", err)
+	}
+	return Applied, nil, nil
+}
+
+// recordDiscard records key as discarded in a fresh transaction, after the handler's transaction
+// was rolled back (the dedup claim with it). Doing it here rather than behind a savepoint keeps
+// the common path at one statement before the handler. If another delivery claimed the key in
+// between, that delivery's outcome stands and the result is Duplicate.
+func (p *Processor) recordDiscard(ctx context.Context, msg *Message, key string) (Result, error) {
+	stmt, err := p.claimStmt(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// A single autocommit statement is its own transaction.
+	_, err = stmt.ExecContext(ctx, p.group, StoredKey(key), clip(msg.Topic), clip(msg.ID), OutcomeDiscarded)
+	if sqlerr.IsDuplicate(err) {
+		return Duplicate, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("txconsume: record discard: %w", err)
+	}
+	return Discarded, nil
+}
+
+// call runs the handler, turning a panic into a *PanicError.
+func (p *Processor) call(ctx context.Context, tx *sqlx.Tx, msg *Message) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &PanicError{Value: v, Stack: debug.Stack()}
+			p.cfg.logger.ErrorContext(ctx, "txconsume: handler panicked", slog.String("group", p.group),
+				slog.String("msg_id", msg.ID), slog.Any("panic", v), slog.String("stack", string(pe.Stack)))
+			err = pe
+		}
+	}()
+	return p.h(ctx, tx, msg)
+}
+
+// key returns msg's deduplication key, rejecting an empty one.
+func (p *Processor) key(msg *Message) (string, error) {
+	k, err := p.cfg.keyFunc(msg)
+	if err != nil {
+		return "", fmt.Errorf("txconsume: key of message %s: %w", msg.ID, err)
+	}
+	if k == "" {
+		return "", fmt.Errorf("txconsume: key of message %s: %w", msg.ID, ErrEmptyKey)
+	}
+	return k, nil
+}
+
+func (p *Processor) claimStmt(ctx context.Context) (*sql.Stmt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.claim != nil {
+		return p.claim, nil
+	}
+	s, err := p.db.PrepareContext(ctx, claimSQL)
+	if err != nil {
+		return nil, fmt.Errorf("txconsume: prepare claim (is the schema migrated?): %w", err)
+	}
+	p.claim = s
+	return s, nil
+}
+
+// withRetries runs fn until it succeeds, fails with an error that is not a lock conflict, the
+// retries are used up or ctx ends.
+func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !sqlerr.IsRetryable(err) {
+			return err
+		}
+		if attempt > p.cfg.maxRetries {
+			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err)
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		delay := p.backoff(attempt)
+		p.cfg.logger.WarnContext(ctx, "txconsume: lock conflict, retrying transaction",
+			slog.String("group", p.group), slog.Int("attempt", attempt), slog.Duration("delay", delay),
+			slog.Any("error", err))
+		if p.cfg.hooks.OnRetry != nil {
+			p.cfg.hooks.OnRetry(ctx, msgs, attempt, err, delay)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// backoff returns a random delay in [d/2, d), d = min(max, min*2^(attempt-1)).
+func (p *Processor) backoff(attempt int) time.Duration {
+	d := p.cfg.backoffMin
+	for i := 1; i < attempt && d < p.cfg.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, p.cfg.backoffMax)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+func (p *Processor) wrapErr(msg *Message, err error) error {
+	var pe *PanicError
+	if errors.As(err, &pe) || errors.Is(err, ErrEmptyKey) {
+		return err
+	}
+	return fmt.Errorf("txconsume: group %s message %s: %w", p.group, msg.ID, err)
+}
+
+// clip cuts s to the size of a diagnostic column.
+func clip(s string) string {
+	if len(s) > maxColumnLen {
+		return s[:maxColumnLen]
+	}
+	return s
+}
