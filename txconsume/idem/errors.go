@@ -1,0 +1,34 @@
+package idem
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrInProgress: another attempt holds the key's PROCESSING record. Process returns it
+	// (wrapped) for a duplicate that arrives while the first delivery is still being handled, so
+	// the broker redelivers it later; by then the key is CONSUMED (acknowledged as a duplicate) or
+	// released (processed).
+	ErrInProgress = errors.New("idem: message is being processed by another attempt")
+	// ErrNotOwner: a MarkConsumed or Release whose owner token does not hold the key's PROCESSING
+	// record, typically because the record expired and another attempt took it over.
+	ErrNotOwner = errors.New("idem: record is not held by this owner")
+	// ErrKeyTooLong: the key does not fit the store's limits (see the store's documentation).
+	ErrKeyTooLong = errors.New("idem: key too long for the store")
+)
+
+// StoreError reports a store operation that failed, usually because the store is unreachable.
+// When Acquire fails, Process returns a *StoreError and does not run the handler (unless
+// WithFailOpen is set), so the broker redelivers the message later.
+type StoreError struct {
+	Op  string // "acquire", "mark consumed" or "release"
+	Key Key
+	Err error
+}
+
+func (e *StoreError) Error() string {
+	return fmt.Sprintf("idem: %s %s: %v", e.Op, e.Key, e.Err)
+}
+
+func (e *StoreError) Unwrap() error { return e.Err }
