@@ -48,7 +48,8 @@ func DecodePaid(body []byte) (PaidEvent, error) {
 
 // NewPaidMessage builds the RocketMQ message for e on topic. The order number goes into KEYS:
 // it is the business key the consumer deduplicates by, so a second event for the same order
-// (a re-send with a new message id) is recognised as the same payment.
+// (a re-send with a new message id) is recognised as the same payment. It is also the sharding
+// key, so a producer using producer.NewHashQueueSelector keeps one order's events in one queue.
 func NewPaidMessage(topic string, e PaidEvent) (*primitive.Message, error) {
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("order: invalid paid event: %w", err)
@@ -60,5 +61,6 @@ func NewPaidMessage(topic string, e PaidEvent) (*primitive.Message, error) {
 	msg := primitive.NewMessage(topic, body)
 	msg.WithTag(TagPaid)
 	msg.WithKeys([]string{e.OrderNo})
+	msg.WithShardingKey(e.OrderNo)
 	return msg, nil
 }

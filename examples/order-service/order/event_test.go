@@ -14,6 +14,7 @@ func TestPaidEvent(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "ORD-7", msg.GetKeys())
 		require.Equal(t, TagPaid, msg.GetTags())
+		require.Equal(t, "ORD-7", msg.GetShardingKey())
 		got, err := DecodePaid(msg.Body)
 		require.NoError(t, err)
 		require.Equal(t, e, got)

@@ -1,0 +1,84 @@
+// Package service is the order service: it consumes order-paid events from RocketMQ and applies
+// each payment exactly once to MySQL with txconsume. cmd/order-service is its command line.
+package service
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Modes of the service.
+const (
+	// ModeTxconsume consumes through a txconsume processor: exactly once per order.
+	ModeTxconsume = "txconsume"
+	// ModeNaive consumes with the article's "SELECT, then apply if not paid" check and no
+	// library, to show what it lets through. Never use it for real.
+	ModeNaive = "naive"
+)
+
+// Config configures the service. Zero fields take the documented defaults.
+type Config struct {
+	// MySQLDSN is the go-sql-driver/mysql DSN of the service's database. Required.
+	MySQLDSN string
+	// NameServers are the RocketMQ name server addresses (host:port). Required.
+	NameServers []string
+	// Topic is the topic of order-paid events. Default "order-paid".
+	Topic string
+	// Group is the consumer group; deduplication records are kept per group. Default
+	// "order-service".
+	Group string
+	// Mode is ModeTxconsume (default) or ModeNaive.
+	Mode string
+	// Goroutines is how many deliveries are processed at once. Default 20.
+	Goroutines int
+	// ShutdownTimeout bounds the wait for in-flight transactions on shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+	// StatsInterval is how often the service logs its counters. Default 10s; negative: never.
+	StatsInterval time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.Topic == "" {
+		c.Topic = "order-paid"
+	}
+	if c.Group == "" {
+		c.Group = "order-service"
+	}
+	if c.Mode == "" {
+		c.Mode = ModeTxconsume
+	}
+	if c.Goroutines == 0 {
+		c.Goroutines = 20
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = 10 * time.Second
+	}
+	switch {
+	case c.MySQLDSN == "":
+		return errors.New("service: a MySQL DSN is required")
+	case len(c.NameServers) == 0:
+		return errors.New("service: a RocketMQ name server is required")
+	case c.Mode != ModeTxconsume && c.Mode != ModeNaive:
+		return fmt.Errorf("service: mode %q is neither %q nor %q", c.Mode, ModeTxconsume, ModeNaive)
+	case c.Goroutines < 1:
+		return fmt.Errorf("service: goroutines must be at least 1, not %d", c.Goroutines)
+	}
+	return nil
+}
+
+// SplitAddrs splits a list of addresses separated by commas or semicolons (RocketMQ's own
+// separator), dropping empty entries.
+func SplitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' }) {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,47 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/examples/order-service/order"
+	"github.com/txconsume/txconsume/txconsume"
+)
+
+// HandlePaid is the txconsume handler of order-paid events. The processor calls it inside the
+// transaction that records the message's key (the order number), so the payment is applied
+// exactly when that record is written: once.
+//
+// Errors are sorted in two: a message that can never succeed (a body that does not parse, an
+// unknown order, a wrong amount, no stock) is discarded, which records it as consumed so it stops
+// coming back; anything else (a lost connection, a lock timeout) rolls back and is redelivered.
+func HandlePaid(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error {
+	e, err := order.DecodePaid(msg.Body)
+	if err != nil {
+		return txconsume.Discard(err)
+	}
+	// The key the processor deduplicated by must be this payment's order, or a mislabelled
+	// message would claim another order's key.
+	if len(msg.Keys) == 0 || msg.Keys[0] != e.OrderNo {
+		return txconsume.Discard(fmt.Errorf("message keys %q do not name order %s", msg.Keys, e.OrderNo))
+	}
+	if err := order.PayTx(ctx, tx, e, msg.ID); err != nil {
+		if order.IsPermanent(err) {
+			return txconsume.Discard(err)
+		}
+		return err
+	}
+	return nil
+}
+
+// NewProcessor returns the processor of the service: HandlePaid, deduplicated by the order
+// number (the message's first key) rather than by message id, so that a payment published twice
+// under two message ids is still applied once. Every result is reported to stats.
+func NewProcessor(db *sqlx.DB, group string, stats *Stats) (*txconsume.Processor, error) {
+	return txconsume.New(db, group, HandlePaid,
+		txconsume.WithKeyFunc(txconsume.KeyByFirstKey),
+		txconsume.WithLogger(stats.log),
+		txconsume.WithHooks(txconsume.Hooks{OnResult: stats.OnResult}))
+}

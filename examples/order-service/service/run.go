@@ -1,0 +1,102 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // the MySQL driver for database/sql
+	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/examples/order-service/order"
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume/rmq"
+)
+
+// Run starts the service and blocks until ctx ends, then shuts down gracefully: intake stops and
+// the transactions in flight commit or roll back (within cfg.ShutdownTimeout) before Run returns.
+// It logs "consuming" once deliveries can arrive.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	log = log.With("mode", cfg.Mode, "group", cfg.Group)
+	db, err := sqlx.Open("mysql", cfg.MySQLDSN)
+	if err != nil {
+		return fmt.Errorf("service: open mysql: %w", err)
+	}
+	defer db.Close()
+	// Every delivery in flight holds one connection for its transaction; a few more serve the
+	// rest (the stats query of the demo, migrations).
+	db.SetMaxOpenConns(cfg.Goroutines + 4)
+	db.SetMaxIdleConns(cfg.Goroutines + 4)
+	db.SetConnMaxLifetime(5 * time.Minute)
+
+	// Both sets of migrations take a MySQL named lock, so every instance may run them at start.
+	migrateCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if cfg.Mode == ModeTxconsume {
+		if err := migrations.Up(migrateCtx, db.DB); err != nil {
+			return err
+		}
+	}
+	if err := order.Migrate(migrateCtx, db.DB); err != nil {
+		return err
+	}
+	cancel()
+
+	stats := NewStats(log)
+	var c intake
+	if cfg.Mode == ModeNaive {
+		c, err = newNaiveConsumer(db, cfg, stats)
+	} else {
+		c, err = newTxconsumeConsumer(db, cfg, stats, log)
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("service: start consumer: %w", err)
+	}
+	log.Info("consuming", "topic", cfg.Topic)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { stats.logEvery(ctx, cfg.StatsInterval) })
+	<-ctx.Done()
+	wg.Wait()
+
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	err = c.Shutdown(sctx)
+	stats.LogTotals("stopped")
+	if err != nil {
+		return fmt.Errorf("service: shutdown: %w", err)
+	}
+	return nil
+}
+
+// intake is what Run starts and stops: an *rmq.Consumer, or the naive consumer.
+type intake interface {
+	Start() error
+	Shutdown(ctx context.Context) error
+}
+
+func newTxconsumeConsumer(db *sqlx.DB, cfg Config, stats *Stats, log *slog.Logger) (*rmq.Consumer, error) {
+	p, err := NewProcessor(db, cfg.Group, stats)
+	if err != nil {
+		return nil, err
+	}
+	return rmq.NewConsumer(p,
+		rmq.WithNameServers(cfg.NameServers...),
+		rmq.WithGroup(cfg.Group),
+		rmq.WithSubscription(cfg.Topic, order.TagPaid),
+		rmq.WithGoroutines(cfg.Goroutines),
+		// A failed delivery (lost connection, lock wait timeout) comes back after 1s rather
+		// than the broker's 10s.
+		rmq.WithRetryDelayLevel(1),
+		rmq.WithLogger(log))
+}
+
