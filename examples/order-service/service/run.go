@@ -99,4 +99,3 @@ func newTxconsumeConsumer(db *sqlx.DB, cfg Config, stats *Stats, log *slog.Logge
 		rmq.WithRetryDelayLevel(1),
 		rmq.WithLogger(log))
 }
-

@@ -12,7 +12,7 @@ import (
 // Stats counts the results of deliveries and logs one "consumed" record (Debug) per delivery.
 // The demo reads those records to count deliveries and suppressed duplicates.
 type Stats struct {
-	log                                    *slog.Logger
+	log                                   *slog.Logger
 	applied, duplicate, discarded, failed atomic.Int64
 }
 

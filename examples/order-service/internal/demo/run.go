@@ -273,4 +273,3 @@ func closed(ch <-chan struct{}) bool {
 		return false
 	}
 }
-

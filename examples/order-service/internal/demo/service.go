@@ -192,4 +192,3 @@ func (s *service) close() {
 	}
 	_ = s.log.Close()
 }
-
