@@ -205,4 +205,4 @@ func (l *listener) logDiscard(ctx context.Context, m *txconsume.Message) {
 }
 
 // retryDelay reports the redelivery delay a handler asked for with txconsume.RetryAfter.
-var retryDelay = func(error) (time.Duration, bool) { return 0, false }
+var retryDelay = txconsume.RetryDelay

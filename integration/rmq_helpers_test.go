@@ -1,0 +1,320 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/rmq"
+)
+
+// rmqEnv is one end-to-end setup: a fresh database with txconsume's schema and a ledger, a topic and
+// a group of its own on the real broker, and a started producer.
+type rmqEnv struct {
+	t     *testing.T
+	db    *sqlx.DB
+	dsn   string
+	mq    *testenv.RocketMQ
+	prod  rocketmq.Producer
+	stats *resultStats
+}
+
+// The ledger has no unique constraint on purpose: an effect applied twice shows up as a second row.
+var rmqLedgerSchema = []string{`
+CREATE TABLE ledger (
+    id       BIGINT AUTO_INCREMENT PRIMARY KEY,
+    msg_key  VARCHAR(128) NOT NULL,
+    body     VARCHAR(255) NOT NULL,
+    consumer VARCHAR(64)  NOT NULL DEFAULT '',
+    KEY ledger_msg_key (msg_key)
+) ENGINE = InnoDB`,
+	`CREATE TABLE counter (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE = InnoDB`,
+	`INSERT INTO counter (id, n) VALUES (1, 0)`,
+}
+
+func newRMQEnv(t *testing.T, producerOpts ...producer.Option) *rmqEnv {
+	t.Helper()
+	dsn := testenv.MySQLDSN(t)
+	db := testenv.OpenMySQL(t, dsn)
+	ctx := context.Background()
+	require.NoError(t, migrations.Up(ctx, db.DB))
+	for _, stmt := range rmqLedgerSchema {
+		_, err := db.ExecContext(ctx, stmt)
+		require.NoError(t, err)
+	}
+
+	mq := testenv.NewRocketMQ(t)
+	// The broker creates %RETRY%<group> on the first redelivery, and a running client learns new routes
+	// only every 30s; created up front, the retry topic's route is known from the consumer's start.
+	mq.CreateTopic(t, retryTopic(mq.Group), 1)
+	opts := append([]producer.Option{
+		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
+		producer.WithGroupName(mq.Group + "_p"),
+		producer.WithRetry(2),
+	}, producerOpts...)
+	prod, err := rocketmq.NewProducer(opts...)
+	require.NoError(t, err)
+	require.NoError(t, prod.Start())
+	t.Cleanup(func() { _ = prod.Shutdown() })
+	return &rmqEnv{t: t, db: db, dsn: dsn, mq: mq, prod: prod, stats: &resultStats{}}
+}
+
+// ledgerHandler is the business effect: one ledger row and one counter increment per message.
+func ledgerHandler(consumerName string) txconsume.Handler {
+	return func(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error {
+		key := msg.ID
+		if len(msg.Keys) > 0 {
+			key = msg.Keys[0]
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (msg_key, body, consumer) VALUES (?, ?, ?)`,
+			key, string(msg.Body), consumerName); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE counter SET n = n + 1 WHERE id = 1`)
+		return err
+	}
+}
+
+func (e *rmqEnv) newProcessor(h txconsume.Handler, opts ...txconsume.Option) *txconsume.Processor {
+	e.t.Helper()
+	p, err := txconsume.New(e.db, e.mq.Group, h, opts...)
+	require.NoError(e.t, err)
+	return p
+}
+
+// consumerOptions are the options every test's Consumer starts from: this env's broker, group and topic,
+// read from the first offset, redeliveries after 1s (delay level 1) instead of the broker's 10s+.
+func (e *rmqEnv) consumerOptions(extra ...rmq.Option) []rmq.Option {
+	return append([]rmq.Option{
+		rmq.WithNameServers(e.mq.NameServer),
+		rmq.WithGroup(e.mq.Group),
+		rmq.WithSubscription(e.mq.Topic, "*"),
+		rmq.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+		rmq.WithRetryDelayLevel(1),
+		rmq.WithGoroutines(8),
+		rmq.WithLogger(slog.New(slog.DiscardHandler)),
+	}, extra...)
+}
+
+// startConsumer starts a Consumer and shuts it down at the end of the test if the test did not.
+func (e *rmqEnv) startConsumer(p rmq.Processor, extra ...rmq.Option) *rmq.Consumer {
+	e.t.Helper()
+	c, err := rmq.NewConsumer(p, e.consumerOptions(extra...)...)
+	require.NoError(e.t, err)
+	require.NoError(e.t, c.Start())
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.Shutdown(ctx)
+	})
+	return c
+}
+
+func (e *rmqEnv) newMessage(body string, keys ...string) *primitive.Message {
+	m := primitive.NewMessage(e.mq.Topic, []byte(body))
+	if len(keys) > 0 {
+		m.WithKeys(keys)
+	}
+	return m
+}
+
+// send sends msgs one by one and returns each one's UNIQ_KEY (the producer sets it on the message).
+func (e *rmqEnv) send(msgs ...*primitive.Message) []string {
+	e.t.Helper()
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		res, err := e.prod.SendSync(context.Background(), m)
+		require.NoError(e.t, err)
+		require.Equal(e.t, primitive.SendOK, res.Status)
+		ids[i] = m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex)
+		require.NotEmpty(e.t, ids[i])
+		require.Equal(e.t, ids[i], res.MsgID)
+	}
+	return ids
+}
+
+// sendParallel sends msgs from a few goroutines, to keep set-up time down.
+func (e *rmqEnv) sendParallel(msgs []*primitive.Message) {
+	e.t.Helper()
+	const workers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(msgs); i += workers {
+				res, err := e.prod.SendSync(context.Background(), msgs[i])
+				if err == nil && res.Status != primitive.SendOK {
+					err = fmt.Errorf("send status %v", res.Status)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(e.t, err)
+	}
+}
+
+// resend returns a copy of a sent message carrying the same UNIQ_KEY, as a producer retry after a
+// lost acknowledgement would send it: the producer keeps a UNIQ_KEY that is already set.
+func resend(m *primitive.Message) *primitive.Message {
+	c := primitive.NewMessage(m.Topic, m.Body)
+	c.WithProperties(m.GetProperties())
+	return c
+}
+
+// counts reads the effects: ledger rows, distinct message keys in the ledger, the counter, dedup rows.
+type counts struct {
+	Ledger, DistinctKeys, Counter, Dedup int
+}
+
+func (e *rmqEnv) counts() counts {
+	e.t.Helper()
+	var c counts
+	ctx := context.Background()
+	require.NoError(e.t, e.db.GetContext(ctx, &c.Ledger, `SELECT COUNT(*) FROM ledger`))
+	require.NoError(e.t, e.db.GetContext(ctx, &c.DistinctKeys, `SELECT COUNT(DISTINCT msg_key) FROM ledger`))
+	require.NoError(e.t, e.db.GetContext(ctx, &c.Counter, `SELECT n FROM counter WHERE id = 1`))
+	require.NoError(e.t, e.db.GetContext(ctx, &c.Dedup, `SELECT COUNT(*) FROM txconsume_dedup`))
+	return c
+}
+
+// openTransactions counts the open InnoDB transactions of connections to this test's database.
+func (e *rmqEnv) openTransactions() int {
+	e.t.Helper()
+	var n int
+	require.NoError(e.t, e.db.GetContext(context.Background(), &n, `
+		SELECT COUNT(*) FROM information_schema.innodb_trx t
+		JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+		WHERE p.db = DATABASE()`))
+	return n
+}
+
+// waitFor polls cond until it holds. The bound is about liveness (a lost message would hang the
+// test), not speed.
+func (e *rmqEnv) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	if !assertEventually(cond, 90*time.Second) {
+		e.t.Fatalf("waiting for %s: not done after 90s; processor results: %s; effects: %+v", what, e.stats, e.counts())
+	}
+}
+
+func assertEventually(cond func() bool, bound time.Duration) bool {
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// resultStats counts what the processor reported, to know when every delivery has been seen.
+type resultStats struct {
+	applied, duplicate, discarded, failed atomic.Int64
+	maxBatch                               atomic.Int64
+}
+
+func (s *resultStats) String() string {
+	return fmt.Sprintf("applied=%d duplicate=%d discarded=%d failed=%d maxBatch=%d",
+		s.applied.Load(), s.duplicate.Load(), s.discarded.Load(), s.failed.Load(), s.maxBatch.Load())
+}
+
+func (s *resultStats) record(r txconsume.Result, err error) {
+	switch {
+	case err != nil:
+		s.failed.Add(1)
+	case r == txconsume.Applied:
+		s.applied.Add(1)
+	case r == txconsume.Duplicate:
+		s.duplicate.Add(1)
+	case r == txconsume.Discarded:
+		s.discarded.Add(1)
+	}
+}
+
+// counting wraps a processor to count its results; it keeps ProcessBatch available when the inner
+// one has it, so that the adapter still chooses the batch path.
+type counting struct {
+	inner rmq.Processor
+	stats *resultStats
+	// after runs after the inner processor and may replace its error (failure injection).
+	after func(msg *txconsume.Message, r txconsume.Result, err error) error
+}
+
+func (c *counting) Process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
+	r, err := c.inner.Process(ctx, msg)
+	if c.after != nil {
+		err = c.after(msg, r, err)
+	}
+	c.stats.record(r, err)
+	return r, err
+}
+
+type countingBatch struct{ counting }
+
+func (c *countingBatch) ProcessBatch(ctx context.Context, msgs []*txconsume.Message) ([]txconsume.Result, error) {
+	for {
+		cur := c.stats.maxBatch.Load()
+		if int64(len(msgs)) <= cur || c.stats.maxBatch.CompareAndSwap(cur, int64(len(msgs))) {
+			break
+		}
+	}
+	results, err := c.inner.(rmq.BatchProcessor).ProcessBatch(ctx, msgs)
+	for i, r := range results {
+		c.stats.record(r, batchFailed(err, i))
+	}
+	return results, err
+}
+
+func batchFailed(err error, i int) error {
+	if err == nil {
+		return nil
+	}
+	if be, ok := err.(*txconsume.BatchError); ok {
+		return be.Failed(i)
+	}
+	return err
+}
+
+// counting wraps p to count its results in e.stats; after, if not nil, may replace each outcome's error.
+func (e *rmqEnv) counting(p rmq.Processor, after func(*txconsume.Message, txconsume.Result, error) error) rmq.Processor {
+	c := counting{inner: p, stats: e.stats, after: after}
+	if _, ok := p.(rmq.BatchProcessor); ok {
+		return &countingBatch{c}
+	}
+	return &c
+}
+
+func retryTopic(group string) string { return "%RETRY%" + group }
+
+func dlqTopic(group string) string { return "%DLQ%" + group }
+
+func bodyOf(i int) string { return fmt.Sprintf("m-%05d", i) }
+
+func hasProperty(msg *txconsume.Message, name string) bool {
+	return strings.TrimSpace(msg.Properties[name]) != ""
+}
