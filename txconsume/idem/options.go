@@ -27,9 +27,9 @@ const (
 type InProgressPolicy int
 
 const (
-	// RetryLater returns an error wrapping ErrInProgress (inside txconsume.RetryAfter with the
-	// time the other attempt's record has left, at least 1s), so the broker redelivers the message
-	// later, when the first attempt has either consumed the key (then the redelivery is
+	// RetryLater returns an error wrapping ErrInProgress (inside txconsume.RetryAfter: 1s,
+	// doubling with each redelivery, capped by the time the other attempt's record has left), so
+	// the broker redelivers the message later, when the first attempt has either consumed the key (then the redelivery is
 	// acknowledged as a duplicate) or failed and released it (then the redelivery processes it).
 	// Nothing is lost if the first attempt fails. The default.
 	RetryLater InProgressPolicy = iota

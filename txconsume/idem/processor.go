@@ -56,8 +56,9 @@ func New(store Store, group string, h Handler, opts ...Option) (*Processor, erro
 //
 //   - the key is CONSUMED: (Duplicate, nil), the handler does not run;
 //   - another attempt is PROCESSING the key: an error wrapping ErrInProgress and carrying
-//     txconsume.RetryAfter with the time that attempt's record has left, so the message is
-//     redelivered later (or (Duplicate, nil) under AckAsDuplicate);
+//     txconsume.RetryAfter (1s, doubling with each redelivery, capped by the time that
+//     attempt's record has left), so the message is redelivered later (or (Duplicate, nil)
+//     under AckAsDuplicate);
 //   - otherwise the handler runs. On success the record becomes CONSUMED: (Applied, nil). On
 //     txconsume.Discard the record becomes CONSUMED too: (Discarded, nil). On any other error or a
 //     panic (returned as a *txconsume.PanicError) the record is deleted and the error returned,
@@ -104,7 +105,7 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 		if p.cfg.inProgress == AckAsDuplicate {
 			return txconsume.Duplicate, nil
 		}
-		return 0, inProgressError(key, acq.Remaining)
+		return 0, inProgressError(key, msg, acq.Remaining)
 	default:
 		return 0, fmt.Errorf("idem: acquire %s: store reported state %v", key, acq.State)
 	}

@@ -1,0 +1,165 @@
+package idem_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
+	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/idem"
+	"github.com/txconsume/txconsume/txconsume/rmq"
+)
+
+// The status-mode processor plugs into the RocketMQ adapter unchanged.
+var _ rmq.Processor = (*idem.Processor)(nil)
+
+// TestRocketMQ runs the idem processor behind rmq.Consumer on the real broker, with each store:
+// 200 messages, 40 of them sent a second time with the same UNIQ_KEY (a producer retry after a
+// lost acknowledgement) right after the first copies, and 20 whose handler fails on the first
+// delivery. Every delivery ends applied or duplicate, and the effects table holds exactly one row
+// per message.
+func TestRocketMQ(t *testing.T) {
+	stores := map[string]func(t *testing.T, dsn string) idem.Store{
+		"MySQL": func(t *testing.T, dsn string) idem.Store {
+			return idem.NewMySQLStore(testenv.OpenMySQL(t, dsn).DB)
+		},
+		"Redis": func(t *testing.T, _ string) idem.Store {
+			client, prefix := testenv.Redis(t)
+			return idem.NewRedisStore(client, prefix)
+		},
+	}
+	for name, newStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			const total, resent, failing = 200, 40, 20
+			dsn, db := setupMySQL(t)
+			effects := mysqlEffects{db: db}
+			mq := testenv.NewRocketMQ(t)
+			// Created up front so that the consumer knows the retry topic's route from its start.
+			mq.CreateTopic(t, "%RETRY%"+mq.Group, 1)
+
+			var failedOnce atomic.Int64
+			p, err := idem.New(newStore(t, dsn), mq.Group, func(ctx context.Context, msg *txconsume.Message) error {
+				if msg.Properties["fail"] != "" && msg.ReconsumeTimes == 0 {
+					failedOnce.Add(1)
+					return fmt.Errorf("injected failure of %s", msg.ID)
+				}
+				return effects.Record(ctx, string(msg.Body))
+			}, idem.WithLogger(slog.New(slog.DiscardHandler)))
+			require.NoError(t, err)
+
+			var applied, duplicate, failed atomic.Int64
+			counted := processorFunc(func(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
+				r, err := p.Process(ctx, msg)
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case r == txconsume.Applied:
+					applied.Add(1)
+				case r == txconsume.Duplicate:
+					duplicate.Add(1)
+				}
+				return r, err
+			})
+
+			prod, err := rocketmq.NewProducer(
+				producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
+				producer.WithGroupName(mq.Group+"_p"),
+				producer.WithRetry(2),
+			)
+			require.NoError(t, err)
+			require.NoError(t, prod.Start())
+			t.Cleanup(func() { _ = prod.Shutdown() })
+
+			c, err := rmq.NewConsumer(counted,
+				rmq.WithNameServers(mq.NameServer),
+				rmq.WithGroup(mq.Group),
+				rmq.WithSubscription(mq.Topic, "*"),
+				rmq.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+				rmq.WithRetryDelayLevel(1),
+				rmq.WithGoroutines(8),
+				rmq.WithLogger(slog.New(slog.DiscardHandler)),
+			)
+			require.NoError(t, err)
+			require.NoError(t, c.Start())
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				require.NoError(t, c.Shutdown(ctx))
+			})
+
+			msgs := make([]*primitive.Message, total)
+			for i := range msgs {
+				msgs[i] = primitive.NewMessage(mq.Topic, fmt.Appendf(nil, "m-%04d", i))
+				if i%(total/failing) == 1 {
+					msgs[i].WithProperty("fail", "first")
+				}
+			}
+			sendAll(t, prod, msgs)
+			again := make([]*primitive.Message, resent)
+			for i := range again {
+				orig := msgs[i*total/resent]
+				again[i] = primitive.NewMessage(orig.Topic, orig.Body)
+				again[i].WithProperties(orig.GetProperties()) // keeps the UNIQ_KEY
+			}
+			sendAll(t, prod, again)
+
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				require.EqualValues(c, total+resent, applied.Load()+duplicate.Load())
+			}, 90*time.Second, 100*time.Millisecond, "every delivery consumed")
+
+			require.EqualValues(t, total, applied.Load())
+			require.EqualValues(t, resent, duplicate.Load())
+			require.EqualValues(t, failing, failedOnce.Load())
+			require.GreaterOrEqual(t, failed.Load(), int64(failing))
+			var rows, distinct int
+			require.NoError(t, db.QueryRow("SELECT COUNT(*), COUNT(DISTINCT effect_key) FROM idem_effects").Scan(&rows, &distinct))
+			require.Equal(t, total, rows, "one effect per message")
+			require.Equal(t, total, distinct)
+			t.Logf("applied=%d duplicate=%d failed deliveries=%d", applied.Load(), duplicate.Load(), failed.Load())
+		})
+	}
+}
+
+type processorFunc func(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error)
+
+func (f processorFunc) Process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
+	return f(ctx, msg)
+}
+
+// sendAll sends msgs from a few goroutines and fails the test on any send error.
+func sendAll(t *testing.T, prod rocketmq.Producer, msgs []*primitive.Message) {
+	t.Helper()
+	const workers = 8
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(msgs); i += workers {
+				res, err := prod.SendSync(context.Background(), msgs[i])
+				if err == nil && res.Status != primitive.SendOK {
+					err = fmt.Errorf("send status %v", res.Status)
+				}
+				if err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+}
