@@ -77,6 +77,18 @@ mysql_local_ready() {
   mariadb --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -utxconsume -ptxconsume -e 'SELECT 1'
 }
 
+# mysql_grant creates the txconsume user through the client command given as arguments. The tests
+# create and drop a database each, so the user gets every privilege (as in docker-compose.yml).
+mysql_grant() {
+  "$@" <<'SQL'
+CREATE USER IF NOT EXISTS 'txconsume'@'127.0.0.1' IDENTIFIED BY 'txconsume';
+CREATE USER IF NOT EXISTS 'txconsume'@'localhost' IDENTIFIED BY 'txconsume';
+GRANT ALL PRIVILEGES ON *.* TO 'txconsume'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'txconsume'@'localhost' WITH GRANT OPTION;
+CREATE DATABASE IF NOT EXISTS txconsume;
+SQL
+}
+
 mysql_up() {
   local dir=$STATE/mysql
   mkdir -p "$dir"
@@ -85,6 +97,15 @@ mysql_up() {
     return
   fi
   command -v mariadbd >/dev/null 2>&1 || apt_install mariadb-server mariadb-client
+  if port_open "$MYSQL_PORT"; then
+    # A server we did not start holds the port (the package's own service, for one): give it our
+    # user through its root socket rather than fail on the port.
+    log "mysql: a server already listens on $MYSQL_PORT; adding the txconsume user to it"
+    mysql_grant mariadb -uroot || fail "mysql on port $MYSQL_PORT does not accept the txconsume user and root is refused"
+    wait_for "mysql (SELECT 1 over TCP)" "" mysql_local_ready
+    log "mysql: ready"
+    return
+  fi
   if [ ! -d "$dir/data/mysql" ]; then
     log "mysql: initialising a data folder"
     mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
@@ -97,16 +118,9 @@ mysql_up() {
     --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --log-error="$dir/mysqld.log" --skip-name-resolve \
     --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-    </dev/null >/dev/null 2>&1 &
+    </dev/null >/dev/null 2>&1 9>&- &
   wait_for "mysql socket" "$dir/mysqld.log" mariadb --socket="$dir/mysqld.sock" -uroot -e 'SELECT 1'
-  # The tests create and drop a database each, so the user gets every privilege (as root does in Docker).
-  mariadb --socket="$dir/mysqld.sock" -uroot <<'SQL' || fail "mysql user set-up" "$dir/mysqld.log"
-CREATE USER IF NOT EXISTS 'txconsume'@'127.0.0.1' IDENTIFIED BY 'txconsume';
-CREATE USER IF NOT EXISTS 'txconsume'@'localhost' IDENTIFIED BY 'txconsume';
-GRANT ALL PRIVILEGES ON *.* TO 'txconsume'@'127.0.0.1' WITH GRANT OPTION;
-GRANT ALL PRIVILEGES ON *.* TO 'txconsume'@'localhost' WITH GRANT OPTION;
-CREATE DATABASE IF NOT EXISTS txconsume;
-SQL
+  mysql_grant mariadb --socket="$dir/mysqld.sock" -uroot || fail "mysql user set-up" "$dir/mysqld.log"
   wait_for "mysql (SELECT 1 over TCP)" "$dir/mysqld.log" mysql_local_ready
   log "mysql: ready"
 }
@@ -125,7 +139,7 @@ redis_up() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   log "redis: starting on 127.0.0.1:$REDIS_PORT"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$dir/redis.pid" \
-    --logfile "$dir/redis.log" --dir "$dir" --save '' --appendonly no >/dev/null ||
+    --logfile "$dir/redis.log" --dir "$dir" --save '' --appendonly no >/dev/null 9>&- ||
     fail "redis-server start" "$dir/redis.log"
   wait_for "redis PING" "$dir/redis.log" redis_ready
   log "redis: ready"
@@ -178,7 +192,7 @@ rocketmq_up() {
     log "rocketmq: starting namesrv on 127.0.0.1:$NAMESRV_PORT"
     # shellcheck disable=SC2046
     setsid nohup java $(java_flags) -cp "$lib/*" org.apache.rocketmq.namesrv.NamesrvStartup \
-      -c "$dir/namesrv.conf" </dev/null >"$dir/namesrv.log" 2>&1 &
+      -c "$dir/namesrv.conf" </dev/null >"$dir/namesrv.log" 2>&1 9>&- &
     echo $! >"$dir/namesrv.pid"
     wait_for "rocketmq namesrv port $NAMESRV_PORT" "$dir/namesrv.log" port_open "$NAMESRV_PORT"
   fi
@@ -207,7 +221,7 @@ EOF
     log "rocketmq: starting broker on 127.0.0.1:$BROKER_PORT"
     # shellcheck disable=SC2046
     setsid nohup java $(java_flags) -cp "$lib/*" org.apache.rocketmq.broker.BrokerStartup \
-      -c "$dir/broker.conf" </dev/null >"$dir/broker.log" 2>&1 &
+      -c "$dir/broker.conf" </dev/null >"$dir/broker.log" 2>&1 9>&- &
     echo $! >"$dir/broker.pid"
   fi
   wait_for "rocketmq broker registered with namesrv" "$dir/broker.log" broker_registered "$lib"
@@ -235,8 +249,10 @@ compose_up() {
 
 cmd_up() {
   mkdir -p "$STATE"
+  # Concurrent `up` calls wait for each other instead of racing. The daemons started below close
+  # descriptor 9, so the lock ends with this script.
   exec 9>"$STATE/.lock"
-  flock 9 # concurrent `up` calls wait for each other instead of racing
+  flock 9
   if [ -n "${TXCONSUME_MYSQL_DSN:-}" ] && [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] && [ -n "${TXCONSUME_REDIS_ADDR:-}" ]; then
     log "all TXCONSUME_* variables are set: using those services as they are"
     return
