@@ -37,6 +37,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StatsInterval is how often the service logs its counters. Default 10s; negative: never.
 	StatsInterval time.Duration
+	// FromFirstOffset makes a group that has no stored offset yet start at the beginning of
+	// each queue instead of at its end. Default false (the client's default: a new group skips
+	// what was published before it first joined). Turn it on when a new group must see
+	// everything on the topic, as in the demo, which publishes right after starting the
+	// service, possibly before the group has been assigned its queues.
+	FromFirstOffset bool
 }
 
 func (c *Config) setDefaults() error {

@@ -22,7 +22,12 @@ type naiveConsumer struct {
 }
 
 func newNaiveConsumer(db *sqlx.DB, cfg Config, stats *Stats) (*naiveConsumer, error) {
+	from := consumer.ConsumeFromLastOffset
+	if cfg.FromFirstOffset {
+		from = consumer.ConsumeFromFirstOffset
+	}
 	pc, err := rocketmq.NewPushConsumer(
+		consumer.WithConsumeFromWhere(from),
 		consumer.WithNsResolver(primitive.NewPassthroughResolver(cfg.NameServers)),
 		consumer.WithGroupName(cfg.Group),
 		consumer.WithConsumeGoroutineNums(cfg.Goroutines))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2/consumer"
 	_ "github.com/go-sql-driver/mysql" // the MySQL driver for database/sql
 	"github.com/jmoiron/sqlx"
 
@@ -89,8 +90,13 @@ func newTxconsumeConsumer(db *sqlx.DB, cfg Config, stats *Stats, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	from := consumer.ConsumeFromLastOffset
+	if cfg.FromFirstOffset {
+		from = consumer.ConsumeFromFirstOffset
+	}
 	return rmq.NewConsumer(p,
 		rmq.WithNameServers(cfg.NameServers...),
+		rmq.WithConsumeFromWhere(from),
 		rmq.WithGroup(cfg.Group),
 		rmq.WithSubscription(cfg.Topic, order.TagPaid),
 		rmq.WithGoroutines(cfg.Goroutines),

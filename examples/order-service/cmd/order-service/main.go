@@ -15,6 +15,7 @@
 //	-mode              ORDER_SERVICE_MODE           txconsume (default) or naive
 //	-goroutines        ORDER_SERVICE_GOROUTINES     default 20
 //	-shutdown-timeout  ORDER_SERVICE_SHUTDOWN_TIMEOUT  default 30s
+//	-consume-from      ORDER_SERVICE_CONSUME_FROM   where a new group starts: last (default) or first
 //	-log-level         ORDER_SERVICE_LOG_LEVEL      debug, info (default), warn, error
 //	-log-format        ORDER_SERVICE_LOG_FORMAT     text (default) or json
 //
@@ -56,6 +57,7 @@ func run() error {
 		mode       = fs.String("mode", envOr("ORDER_SERVICE_MODE", service.ModeTxconsume), "txconsume, or naive (the article's check, for comparison)")
 		goroutines = fs.Int("goroutines", envInt("ORDER_SERVICE_GOROUTINES", 20), "deliveries processed at once")
 		shutdown   = fs.Duration("shutdown-timeout", envDuration("ORDER_SERVICE_SHUTDOWN_TIMEOUT", 30*time.Second), "wait for in-flight transactions on shutdown")
+		from       = fs.String("consume-from", envOr("ORDER_SERVICE_CONSUME_FROM", "last"), "where a group without a stored offset starts: last or first")
 		level      = fs.String("log-level", envOr("ORDER_SERVICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 		format     = fs.String("log-format", envOr("ORDER_SERVICE_LOG_FORMAT", "text"), "text or json")
 	)
@@ -64,6 +66,9 @@ func run() error {
 			return nil
 		}
 		return err
+	}
+	if *from != "last" && *from != "first" {
+		return fmt.Errorf("-consume-from %q is neither last nor first", *from)
 	}
 	log, err := newLogger(*level, *format)
 	if err != nil {
@@ -82,6 +87,7 @@ func run() error {
 		Mode:            *mode,
 		Goroutines:      *goroutines,
 		ShutdownTimeout: *shutdown,
+		FromFirstOffset: *from == "first",
 	}, log)
 }
 

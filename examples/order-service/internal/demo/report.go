@@ -31,6 +31,7 @@ type Kill struct {
 type Outcome struct {
 	Name         string
 	Drained      bool
+	Missing      int     // sent messages the service never reported consumed
 	Counts       counts  // what the service reported, delivery by delivery
 	Effects      effects // what its database shows
 	DedupRows    int     // rows in txconsume_dedup for its group; -1 when not applicable
@@ -139,8 +140,17 @@ func (r *Report) WriteSummary(w io.Writer) {
 	o := r.Lib
 	fmt.Fprintf(w, "txconsume: ledger rows %d, dedup records %d, stock off on %d SKUs, %d failed deliveries retried, %d discarded\n",
 		o.Effects.LedgerRows, o.DedupRows, o.Effects.StockOff, o.Counts.Errors, o.Counts.Discarded)
+	if gap := o.Applied() - o.Counts.Applied; gap > 0 && len(r.Kills) > 0 {
+		fmt.Fprintf(w, "txconsume: the service reported %d applied: %d commits reached MySQL just as the process was killed, "+
+			"and their redeliveries were recognised as duplicates\n", o.Counts.Applied, gap)
+	}
 	if o.ShutdownErr == nil {
 		fmt.Fprintf(w, "txconsume: graceful shutdown on SIGTERM in %s, exit status 0\n", o.ShutdownTime.Round(time.Millisecond))
+	}
+	for _, c := range cols {
+		if !c.Drained {
+			fmt.Fprintf(w, "%s: did not drain in time; %d sent messages never reported consumed\n", c.Name, c.Missing)
+		}
 	}
 	if n := r.Naive; n != nil {
 		fmt.Fprintf(w, "naive check: %d orders paid twice, %d extra ledger rows, %d stock units taken twice\n",

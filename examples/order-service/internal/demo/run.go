@@ -201,6 +201,10 @@ func openConsumer(ctx context.Context, cfg *Config, pl *plan, name, dsn, group, 
 	svc, err := newService(name, cfg.ServiceBin, filepath.Join(cfg.LogDir, name+".log"), []string{
 		"-mysql-dsn", dsn, "-namesrv", cfg.NameServer, "-topic", cfg.Topic, "-group", group,
 		"-mode", mode, "-log-level", "debug", "-log-format", "json",
+		// The topic is new and publishing starts as soon as the service logs "consuming",
+		// maybe before its group has been assigned queues: start from the first offset so
+		// nothing published in between is skipped.
+		"-consume-from", "first",
 	})
 	if err != nil {
 		_ = db.Close()
@@ -237,6 +241,7 @@ func (c *consumerRun) outcome(ctx context.Context, pl *plan, dedup bool) (Outcom
 	o := Outcome{Name: c.svc.name, Drained: !c.drainedAt.IsZero(), DedupRows: -1}
 	o.ShutdownTime, o.ShutdownErr = c.svc.stop(time.Minute)
 	o.Counts = c.svc.tally.snapshot()
+	o.Missing = c.svc.tally.missing(pl.copies)
 	var err error
 	if o.Effects, err = verify(ctx, c.db, pl); err != nil {
 		return o, err
