@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,9 +36,10 @@ func setupMySQL(t *testing.T) (dsn string, db *sql.DB) {
 func TestMySQLStore(t *testing.T) {
 	idemtest.Run(t, func(t *testing.T) idemtest.Backend {
 		dsn, db := setupMySQL(t)
+		var instances atomic.Int64
 		return idemtest.Backend{
 			NewStore: func(t *testing.T) (idem.Store, func()) {
-				pool := testenv.OpenMySQL(t, dsn).DB
+				pool := testenv.OpenMySQL(t, instanceDSN(t, dsn, int(instances.Add(1)))).DB
 				var once sync.Once
 				return idem.NewMySQLStore(pool), func() { once.Do(func() { _ = pool.Close() }) }
 			},
@@ -54,6 +56,26 @@ func TestMySQLStore(t *testing.T) {
 			Effects: mysqlEffects{db: db},
 		}
 	})
+}
+
+// instanceDSN gives the n-th store instance of a subtest its own session settings, so that the
+// instances that share records disagree on what must not matter: the session time zone (expiry
+// is computed with UTC_TIMESTAMP, not NOW) and clientFoundRows (which changes what "rows
+// affected" means for an upsert).
+func instanceDSN(t *testing.T, dsn string, n int) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	require.NoError(t, err)
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if n%2 == 0 {
+		cfg.Params["time_zone"] = "'+09:00'"
+		cfg.ClientFoundRows = true
+	} else {
+		cfg.Params["time_zone"] = "'-05:00'"
+	}
+	return cfg.FormatDSN()
 }
 
 // mysqlEffects counts effects as rows of a table in the same database as the records.
