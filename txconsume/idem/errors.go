@@ -6,15 +6,15 @@ import (
 )
 
 var (
-	// ErrInProgress: another attempt holds the key's PROCESSING record. Process returns it
+	// ErrInProgress means another attempt holds the key's PROCESSING record. Process returns it
 	// (wrapped) for a duplicate that arrives while the first delivery is still being handled, so
 	// the broker redelivers it later; by then the key is CONSUMED (acknowledged as a duplicate) or
 	// released (processed).
 	ErrInProgress = errors.New("idem: message is being processed by another attempt")
-	// ErrNotOwner: a MarkConsumed or Release whose owner token does not hold the key's PROCESSING
-	// record, typically because the record expired and another attempt took it over.
+	// ErrNotOwner is returned by a MarkConsumed or Release whose owner token does not hold the
+	// key's PROCESSING record, typically because the record expired and another attempt took it over.
 	ErrNotOwner = errors.New("idem: record is not held by this owner")
-	// ErrKeyTooLong: the key does not fit the store's limits (see the store's documentation).
+	// ErrKeyTooLong means the key does not fit the store's limits (see the store's documentation).
 	ErrKeyTooLong = errors.New("idem: key too long for the store")
 )
 

@@ -2,6 +2,7 @@ package idem_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -47,7 +48,7 @@ func (e redisEffects) Record(ctx context.Context, key string) error {
 
 func (e redisEffects) Count(ctx context.Context, key string) (int, error) {
 	n, err := e.client.Get(ctx, e.prefix+key).Int()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
 	return n, err

@@ -22,13 +22,13 @@ func (k Key) String() string { return fmt.Sprintf("%s/%s/%q", k.Group, k.Topic, 
 type State int
 
 const (
-	// Acquired: the caller now owns a PROCESSING record for the key until its TTL passes. The key
+	// Acquired means the caller now owns a PROCESSING record for the key until its TTL passes. The key
 	// was absent, or its record had expired (a crashed attempt, or a CONSUMED record past its
 	// retention).
 	Acquired State = iota + 1
-	// InProgress: another owner holds an unexpired PROCESSING record.
+	// InProgress means another owner holds an unexpired PROCESSING record.
 	InProgress
-	// Consumed: the key was consumed and the record is still within its retention.
+	// Consumed means the key was consumed and the record is still within its retention.
 	Consumed
 )
 

@@ -17,7 +17,10 @@ import (
 	"github.com/txconsume/txconsume/txconsume/idem"
 )
 
-const group = "svc"
+const (
+	group = "svc"
+	msgID = "m-1" // the message most subtests deliver, again and again
+)
 
 // rig is one subtest's backend plus the counters its handlers update.
 type rig struct {
@@ -52,9 +55,10 @@ func (r *rig) effect(ctx context.Context, msg *txconsume.Message) error {
 	return r.b.Effects.Record(ctx, msg.ID)
 }
 
-func (r *rig) effects(id string) int {
+// effects counts the recorded effects of message msgID.
+func (r *rig) effects() int {
 	r.t.Helper()
-	n, err := r.b.Effects.Count(context.Background(), id)
+	n, err := r.b.Effects.Count(context.Background(), msgID)
 	require.NoError(r.t, err)
 	return n
 }
@@ -79,7 +83,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 	t.Run("FirstDeliveryWinsAndDuplicateIsAcknowledged", func(t *testing.T) {
 		r := newRig(t, setup)
 		p1, p2 := r.processor(r.effect), r.processor(r.effect)
-		msg := message("m-1")
+		msg := message(msgID)
 
 		res, err := p1.Process(ctx, msg)
 		require.NoError(t, err)
@@ -87,12 +91,12 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 
 		// The same message again, on this instance and on another one.
 		for _, p := range []*idem.Processor{p1, p2} {
-			res, err = p.Process(ctx, message("m-1"))
+			res, err = p.Process(ctx, message(msgID))
 			require.NoError(t, err)
 			require.Equal(t, txconsume.Duplicate, res)
 		}
 		require.EqualValues(t, 1, r.calls.Load())
-		require.Equal(t, 1, r.effects("m-1"))
+		require.Equal(t, 1, r.effects())
 	})
 
 	t.Run("DuplicateWhileProcessingIsRetriedLater", func(t *testing.T) {
@@ -107,7 +111,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 
 		done := make(chan error, 1)
 		go func() {
-			res, err := slow.Process(ctx, message("m-1"))
+			res, err := slow.Process(ctx, message(msgID))
 			if err == nil && res != txconsume.Applied {
 				err = errors.New("first delivery: " + res.String())
 			}
@@ -115,7 +119,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		}()
 		waitClosed(t, started, "the first delivery's handler")
 
-		_, err := other.Process(ctx, message("m-1"))
+		_, err := other.Process(ctx, message(msgID))
 		require.ErrorIs(t, err, idem.ErrInProgress)
 		delay, ok := txconsume.RetryDelay(err)
 		require.True(t, ok, "the error asks for a delayed redelivery")
@@ -123,11 +127,11 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 
 		close(release)
 		require.NoError(t, <-done)
-		res, err := other.Process(ctx, message("m-1"))
+		res, err := other.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Duplicate, res)
 		require.EqualValues(t, 1, r.calls.Load())
-		require.Equal(t, 1, r.effects("m-1"))
+		require.Equal(t, 1, r.effects())
 	})
 
 	t.Run("DuplicateWhileProcessingAckedUnderAckAsDuplicate", func(t *testing.T) {
@@ -141,15 +145,15 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		other := r.processor(r.effect, idem.WithInProgressPolicy(idem.AckAsDuplicate))
 
 		done := make(chan error, 1)
-		go func() { _, err := slow.Process(ctx, message("m-1")); done <- err }()
+		go func() { _, err := slow.Process(ctx, message(msgID)); done <- err }()
 		waitClosed(t, started, "the first delivery's handler")
 
-		res, err := other.Process(ctx, message("m-1"))
+		res, err := other.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Duplicate, res)
 		close(release)
 		require.NoError(t, <-done)
-		require.Equal(t, 1, r.effects("m-1"))
+		require.Equal(t, 1, r.effects())
 	})
 
 	t.Run("FailedHandlerRemovesRecord", func(t *testing.T) {
@@ -167,19 +171,19 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 			}
 		}, idem.WithProcessingTTL(longTTL))
 
-		_, err := p.Process(ctx, message("m-1"))
+		_, err := p.Process(ctx, message(msgID))
 		require.ErrorIs(t, err, boom)
 		// Not ErrInProgress: the failed attempt's record is gone, not waiting for its TTL.
-		_, err = p.Process(ctx, message("m-1"))
+		_, err = p.Process(ctx, message(msgID))
 		var pe *txconsume.PanicError
 		require.ErrorAs(t, err, &pe)
 		require.Equal(t, "handler bug", pe.Value)
 
-		res, err := p.Process(ctx, message("m-1"))
+		res, err := p.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Applied, res)
 		require.EqualValues(t, 3, attempt.Load())
-		require.Equal(t, 1, r.effects("m-1"))
+		require.Equal(t, 1, r.effects())
 	})
 
 	t.Run("DiscardRecordsConsumed", func(t *testing.T) {
@@ -200,11 +204,11 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 	t.Run("CrashedAttemptExpiresAfterTTL", func(t *testing.T) {
 		// runtime.Goexit in the handler ends the goroutine without returning, recovering or
 		// releasing: what the store sees of a process killed in the middle of a message.
-		crash := func(p *idem.Processor, id string) {
+		crash := func(p *idem.Processor) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				_, _ = p.Process(ctx, message(id))
+				_, _ = p.Process(ctx, message(msgID))
 				t.Errorf("Process returned after the handler crashed")
 			}()
 			<-done
@@ -215,13 +219,13 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 			crash(r.processor(func(context.Context, *txconsume.Message) error {
 				runtime.Goexit()
 				return nil
-			}, idem.WithProcessingTTL(shortTTL)), "m-1")
+			}, idem.WithProcessingTTL(shortTTL)))
 
 			next := r.processor(r.effect, idem.WithProcessingTTL(longTTL))
-			_, err := next.Process(ctx, message("m-1"))
+			_, err := next.Process(ctx, message(msgID))
 			require.ErrorIs(t, err, idem.ErrInProgress, "the crashed attempt holds the key until its TTL")
-			eventuallyApplied(t, next, "m-1")
-			require.Equal(t, 1, r.effects("m-1"))
+			eventuallyApplied(t, next)
+			require.Equal(t, 1, r.effects())
 		})
 
 		// The limit of the status mode, shown rather than hidden: an effect made outside the
@@ -234,11 +238,11 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 				}
 				runtime.Goexit()
 				return nil
-			}, idem.WithProcessingTTL(shortTTL)), "m-1")
+			}, idem.WithProcessingTTL(shortTTL)))
 
 			next := r.processor(r.effect, idem.WithProcessingTTL(longTTL))
-			eventuallyApplied(t, next, "m-1")
-			require.Equal(t, 2, r.effects("m-1"))
+			eventuallyApplied(t, next)
+			require.Equal(t, 2, r.effects())
 		})
 	})
 
@@ -262,7 +266,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		}, idem.WithProcessingTTL(ttl))
 
 		before := time.Now()
-		_, err := p.Process(ctx, message("m-1"))
+		_, err := p.Process(ctx, message(msgID))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.True(t, hasDeadline)
 		require.True(t, deadline.Before(before.Add(ttl)), "handler deadline %v is not before the TTL", deadline.Sub(before))
@@ -270,7 +274,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		require.Equal(t, idem.InProgress, seen.State)
 
 		// The timed-out attempt released its record.
-		res, err := r.processor(r.effect).Process(ctx, message("m-1"))
+		res, err := r.processor(r.effect).Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Applied, res)
 	})
@@ -292,7 +296,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 
 		aDone := make(chan error, 1)
 		go func() {
-			res, err := a.Process(ctx, message("m-1"))
+			res, err := a.Process(ctx, message(msgID))
 			if err == nil && res != txconsume.Applied {
 				err = errors.New("stale attempt: " + res.String())
 			}
@@ -303,7 +307,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		bDone := make(chan error, 1)
 		go func() {
 			for {
-				_, err := b.Process(ctx, message("m-1"))
+				_, err := b.Process(ctx, message(msgID))
 				if errors.Is(err, idem.ErrInProgress) {
 					time.Sleep(pollInterval)
 					continue
@@ -321,13 +325,13 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		require.NoError(t, <-aDone)
 		require.Greater(t, r.logs.count(slog.LevelError), errorsBefore, "the takeover is logged")
 		probe := r.processor(r.effect)
-		_, err := probe.Process(ctx, message("m-1"))
+		_, err := probe.Process(ctx, message(msgID))
 		require.ErrorIs(t, err, idem.ErrInProgress, "B still holds the key")
 
 		// B fails: its release must find its own record and free the key.
-		bRelease <- errors.New("B failed")
-		require.EqualError(t, <-bDone, "B failed")
-		res, err := probe.Process(ctx, message("m-1"))
+		bRelease <- errors.New("attempt B failed")
+		require.EqualError(t, <-bDone, "attempt B failed")
+		res, err := probe.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Applied, res)
 	})
@@ -335,15 +339,15 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 	t.Run("ConsumedRecordExpiresAfterRetention", func(t *testing.T) {
 		r := newRig(t, setup)
 		p := r.processor(r.effect, idem.WithRetention(shortTTL))
-		res, err := p.Process(ctx, message("m-1"))
+		res, err := p.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Applied, res)
-		res, err = p.Process(ctx, message("m-1"))
+		res, err = p.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Duplicate, res)
 
-		eventuallyApplied(t, p, "m-1")
-		require.Equal(t, 2, r.effects("m-1"), "past the retention a duplicate is processed again")
+		eventuallyApplied(t, p)
+		require.Equal(t, 2, r.effects(), "past the retention a duplicate is processed again")
 	})
 
 	t.Run("UnreachableStoreNeverRunsHandler", func(t *testing.T) {
@@ -352,7 +356,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		p := r.processorOn(down, r.effect)
 		for range 3 {
 			cctx, cancel := context.WithTimeout(ctx, waitFor)
-			_, err := p.Process(cctx, message("m-1"))
+			_, err := p.Process(cctx, message(msgID))
 			cancel()
 			var se *idem.StoreError
 			require.ErrorAs(t, err, &se)
@@ -360,12 +364,12 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 			require.NotErrorIs(t, err, idem.ErrInProgress)
 		}
 		require.EqualValues(t, 0, r.calls.Load())
-		require.Equal(t, 0, r.effects("m-1"))
+		require.Equal(t, 0, r.effects())
 
 		t.Run("FailOpenRunsItWhenAsked", func(t *testing.T) {
 			open := r.processorOn(down, r.effect, idem.WithFailOpen())
 			warnings := r.logs.count(slog.LevelWarn)
-			res, err := open.Process(ctx, message("m-1"))
+			res, err := open.Process(ctx, message(msgID))
 			require.NoError(t, err)
 			require.Equal(t, txconsume.Applied, res)
 			require.EqualValues(t, 1, r.calls.Load())
@@ -387,7 +391,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		}, idem.WithProcessingTTL(ttl))
 
 		errorsBefore := r.logs.count(slog.LevelError)
-		res, err := p.Process(ctx, message("m-1"))
+		res, err := p.Process(ctx, message(msgID))
 		// The effect happened: acknowledging is right (a redelivery would repeat it), and the
 		// failure to record it is logged, not swallowed.
 		require.NoError(t, err)
@@ -397,8 +401,8 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		// The unmarked record blocks duplicates until its TTL, then one runs again: the gap the
 		// status mode cannot close.
 		next := r.processor(r.effect)
-		eventuallyApplied(t, next, "m-1")
-		require.Equal(t, 2, r.effects("m-1"))
+		eventuallyApplied(t, next)
+		require.Equal(t, 2, r.effects())
 	})
 
 	t.Run("SixteenGoroutinesOneKeyRunHandlerOnce", func(t *testing.T) {
@@ -425,7 +429,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				results[i], errs[i] = ps[i%2].Process(ctx, message("m-1"))
+				results[i], errs[i] = ps[i%2].Process(ctx, message(msgID))
 				if results[i] != txconsume.Applied && returned.Add(1) == n-1 {
 					close(othersReturned)
 				}
@@ -443,13 +447,13 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 			}
 			require.ErrorIs(t, errs[i], idem.ErrInProgress, "delivery %d", i)
 			// The broker redelivers it: now it is a duplicate.
-			res, err := ps[i%2].Process(ctx, message("m-1"))
+			res, err := ps[i%2].Process(ctx, message(msgID))
 			require.NoError(t, err)
 			require.Equal(t, txconsume.Duplicate, res)
 		}
 		require.Equal(t, 1, applied)
 		require.EqualValues(t, 1, r.calls.Load())
-		require.Equal(t, 1, r.effects("m-1"))
+		require.Equal(t, 1, r.effects())
 	})
 
 	t.Run("KeyFunc", func(t *testing.T) {
@@ -479,22 +483,22 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		})
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { _, err := p.Process(cctx, message("m-1")); done <- err }()
+		go func() { _, err := p.Process(cctx, message(msgID)); done <- err }()
 		waitClosed(t, started, "the handler")
 		cancel()
 		require.ErrorIs(t, <-done, context.Canceled)
 
-		res, err := r.processor(r.effect).Process(ctx, message("m-1"))
+		res, err := r.processor(r.effect).Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Applied, res, "a shut-down attempt releases its record")
 	})
 }
 
-// eventuallyApplied redelivers id until p applies it.
-func eventuallyApplied(t *testing.T, p *idem.Processor, id string) {
+// eventuallyApplied redelivers message msgID until p applies it.
+func eventuallyApplied(t *testing.T, p *idem.Processor) {
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		res, err := p.Process(context.Background(), message(id))
+		res, err := p.Process(context.Background(), message(msgID))
 		require.NoError(c, err)
 		require.Equal(c, txconsume.Applied, res)
 	}, waitFor, pollInterval)
