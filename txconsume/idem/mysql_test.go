@@ -18,7 +18,7 @@ import (
 )
 
 // setupMySQL gives a subtest a fresh database with the txconsume schema and an effects table.
-func setupMySQL(t *testing.T) (dsn string, db *sql.DB) {
+func setupMySQL(t testing.TB) (dsn string, db *sql.DB) {
 	t.Helper()
 	dsn = testenv.MySQLDSN(t)
 	db = testenv.OpenMySQL(t, dsn).DB
