@@ -1,14 +1,11 @@
 package integration
 
 import (
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/stretchr/testify/require"
-
-	"github.com/txconsume/txconsume/txconsume"
 )
 
 // TestRMQExactlyOnceWithResentUniqKeys: 2,000 messages, 300 of them sent a second time with the same
@@ -33,7 +30,7 @@ func TestRMQExactlyOnceWithResentUniqKeys(t *testing.T) {
 	t.Logf("sent %d messages in %v", total+resent, time.Since(start))
 
 	start = time.Now()
-	e.startConsumer(e.counting(e.newProcessor(ledgerHandler("")), nil))
+	w := e.startWorker("consumer", workerSpec{}, e.stats)
 	e.waitFor("every delivery", func() bool {
 		return e.stats.applied.Load()+e.stats.duplicate.Load() >= total+resent
 	})
@@ -42,6 +39,7 @@ func TestRMQExactlyOnceWithResentUniqKeys(t *testing.T) {
 	c := e.counts()
 	require.Equal(t, counts{Ledger: total, DistinctKeys: total, Counter: total, Dedup: total}, c)
 	require.EqualValues(t, total, e.stats.applied.Load())
+	w.shutdown()
 	require.GreaterOrEqual(t, e.stats.duplicate.Load(), int64(resent))
 }
 
@@ -51,13 +49,6 @@ func TestRMQExactlyOnceWithResentUniqKeys(t *testing.T) {
 func TestRMQCrashWindow(t *testing.T) {
 	const total = 500
 	e := newRMQEnv(t)
-	errCrash := errors.New("injected: committed, then died before the ack")
-	p := e.counting(e.newProcessor(ledgerHandler("")), func(msg *txconsume.Message, r txconsume.Result, err error) error {
-		if err == nil && r == txconsume.Applied && msg.ReconsumeTimes == 0 && hasProperty(msg, "crash") {
-			return errCrash
-		}
-		return err
-	})
 
 	msgs := make([]*primitive.Message, total)
 	crashes := 0
@@ -68,7 +59,7 @@ func TestRMQCrashWindow(t *testing.T) {
 			crashes++
 		}
 	}
-	e.startConsumer(p)
+	w := e.startWorker("consumer", workerSpec{Crash: true}, e.stats)
 	e.sendParallel(msgs)
 	e.waitFor("every message and every redelivery", func() bool {
 		return e.stats.applied.Load()+e.stats.failed.Load() >= total && e.stats.duplicate.Load() >= int64(crashes)
@@ -80,4 +71,5 @@ func TestRMQCrashWindow(t *testing.T) {
 	require.EqualValues(t, total-crashes, e.stats.applied.Load())
 	require.EqualValues(t, crashes, e.stats.failed.Load())
 	require.EqualValues(t, crashes, e.stats.duplicate.Load())
+	w.shutdown()
 }

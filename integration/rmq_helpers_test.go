@@ -2,8 +2,8 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
-	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/jmoiron/sqlx"
@@ -20,7 +19,6 @@ import (
 	"github.com/txconsume/txconsume/internal/testenv"
 	"github.com/txconsume/txconsume/migrations"
 	"github.com/txconsume/txconsume/txconsume"
-	"github.com/txconsume/txconsume/txconsume/rmq"
 )
 
 // rmqEnv is one end-to-end setup: a fresh database with txconsume's schema and a ledger, a topic and
@@ -88,41 +86,6 @@ func ledgerHandler(consumerName string) txconsume.Handler {
 		_, err := tx.ExecContext(ctx, `UPDATE counter SET n = n + 1 WHERE id = 1`)
 		return err
 	}
-}
-
-func (e *rmqEnv) newProcessor(h txconsume.Handler, opts ...txconsume.Option) *txconsume.Processor {
-	e.t.Helper()
-	p, err := txconsume.New(e.db, e.mq.Group, h, opts...)
-	require.NoError(e.t, err)
-	return p
-}
-
-// consumerOptions are the options every test's Consumer starts from: this env's broker, group and topic,
-// read from the first offset, redeliveries after 1s (delay level 1) instead of the broker's 10s+.
-func (e *rmqEnv) consumerOptions(extra ...rmq.Option) []rmq.Option {
-	return append([]rmq.Option{
-		rmq.WithNameServers(e.mq.NameServer),
-		rmq.WithGroup(e.mq.Group),
-		rmq.WithSubscription(e.mq.Topic, "*"),
-		rmq.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
-		rmq.WithRetryDelayLevel(1),
-		rmq.WithGoroutines(8),
-		rmq.WithLogger(slog.New(slog.DiscardHandler)),
-	}, extra...)
-}
-
-// startConsumer starts a Consumer and shuts it down at the end of the test if the test did not.
-func (e *rmqEnv) startConsumer(p rmq.Processor, extra ...rmq.Option) *rmq.Consumer {
-	e.t.Helper()
-	c, err := rmq.NewConsumer(p, e.consumerOptions(extra...)...)
-	require.NoError(e.t, err)
-	require.NoError(e.t, c.Start())
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = c.Shutdown(ctx)
-	})
-	return c
 }
 
 func (e *rmqEnv) newMessage(body string, keys ...string) *primitive.Message {
@@ -212,6 +175,23 @@ func (e *rmqEnv) openTransactions() int {
 	return n
 }
 
+// eventuallyOpenTransactions polls openTransactions until ok(n) holds (bounded at 30s). InnoDB serves
+// information_schema.innodb_trx from a cache it refreshes only when the last read is more than 100ms
+// old, so the polls are spaced wider than that; a single read could show a state 100ms stale.
+func (e *rmqEnv) eventuallyOpenTransactions(ok func(n int) bool) bool {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		time.Sleep(150 * time.Millisecond)
+		if ok(e.openTransactions()) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // waitFor polls cond until it holds. The bound is about liveness (a lost message would hang the
 // test), not speed.
 func (e *rmqEnv) waitFor(what string, cond func() bool) {
@@ -232,10 +212,17 @@ func assertEventually(cond func() bool, bound time.Duration) bool {
 	return true
 }
 
+func lastEvent(events []string) string {
+	if len(events) == 0 {
+		return ""
+	}
+	return events[len(events)-1]
+}
+
 // resultStats counts what the processor reported, to know when every delivery has been seen.
 type resultStats struct {
 	applied, duplicate, discarded, failed atomic.Int64
-	maxBatch                               atomic.Int64
+	maxBatch                              atomic.Int64
 }
 
 func (s *resultStats) String() string {
@@ -256,40 +243,6 @@ func (s *resultStats) record(r txconsume.Result, err error) {
 	}
 }
 
-// counting wraps a processor to count its results; it keeps ProcessBatch available when the inner
-// one has it, so that the adapter still chooses the batch path.
-type counting struct {
-	inner rmq.Processor
-	stats *resultStats
-	// after runs after the inner processor and may replace its error (failure injection).
-	after func(msg *txconsume.Message, r txconsume.Result, err error) error
-}
-
-func (c *counting) Process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
-	r, err := c.inner.Process(ctx, msg)
-	if c.after != nil {
-		err = c.after(msg, r, err)
-	}
-	c.stats.record(r, err)
-	return r, err
-}
-
-type countingBatch struct{ counting }
-
-func (c *countingBatch) ProcessBatch(ctx context.Context, msgs []*txconsume.Message) ([]txconsume.Result, error) {
-	for {
-		cur := c.stats.maxBatch.Load()
-		if int64(len(msgs)) <= cur || c.stats.maxBatch.CompareAndSwap(cur, int64(len(msgs))) {
-			break
-		}
-	}
-	results, err := c.inner.(rmq.BatchProcessor).ProcessBatch(ctx, msgs)
-	for i, r := range results {
-		c.stats.record(r, batchFailed(err, i))
-	}
-	return results, err
-}
-
 func batchFailed(err error, i int) error {
 	if err == nil {
 		return nil
@@ -298,15 +251,6 @@ func batchFailed(err error, i int) error {
 		return be.Failed(i)
 	}
 	return err
-}
-
-// counting wraps p to count its results in e.stats; after, if not nil, may replace each outcome's error.
-func (e *rmqEnv) counting(p rmq.Processor, after func(*txconsume.Message, txconsume.Result, error) error) rmq.Processor {
-	c := counting{inner: p, stats: e.stats, after: after}
-	if _, ok := p.(rmq.BatchProcessor); ok {
-		return &countingBatch{c}
-	}
-	return &c
 }
 
 func retryTopic(group string) string { return "%RETRY%" + group }
@@ -318,3 +262,5 @@ func bodyOf(i int) string { return fmt.Sprintf("m-%05d", i) }
 func hasProperty(msg *txconsume.Message, name string) bool {
 	return strings.TrimSpace(msg.Properties[name]) != ""
 }
+
+var sqlNoRows = sql.ErrNoRows

@@ -97,9 +97,7 @@ var reservedProperties = map[string]struct{}{
 	"TIMER_DELAY_SEC":       {},
 	"INNER_NUM":             {},
 	"INNER_BASE":            {},
-	"__RMQ.TRANSIENT.BCM":   {},
 	"TRACE_CONTEXT":         {},
 	"DLQ_ORIGIN_TOPIC":      {},
 	"DLQ_ORIGIN_MESSAGE_ID": {},
-	"bname":                 {},
 }

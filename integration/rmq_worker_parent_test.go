@@ -1,0 +1,278 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/txconsume"
+)
+
+// worker is a consumer process started by a test (see rmq_worker_test.go).
+type worker struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stdin  *os.File
+	stats  *resultStats
+	ready  chan struct{}
+	exited chan struct{}
+	stderr lockedBuffer
+
+	mu           sync.Mutex
+	shutdownSent bool
+	events       []string
+	eventCh      chan string
+	idsByKey     map[string]map[string]bool
+	dead         []string
+}
+
+// startWorker starts a consumer process for spec (broker, group, topic and database default to the
+// env's) whose outcomes are counted in stats, and waits until it consumes. The process is shut down
+// when the test ends, and its race reports are checked then.
+func (e *rmqEnv) startWorker(name string, spec workerSpec, stats *resultStats) *worker {
+	t := e.t
+	t.Helper()
+	if spec.DSN == "" {
+		spec.DSN = e.dsn
+	}
+	spec.NameServer, spec.Group = e.mq.NameServer, e.mq.Group
+	if spec.Topic == "" {
+		spec.Topic = e.mq.Topic
+	}
+	b, err := json.Marshal(spec)
+	require.NoError(t, err)
+	w := &worker{t: t, name: name, stats: stats, ready: make(chan struct{}), exited: make(chan struct{}),
+		eventCh: make(chan string, 64), idsByKey: make(map[string]map[string]bool)}
+	w.cmd = exec.Command(os.Args[0])
+	w.cmd.Env = append(os.Environ(), rmqWorkerEnv+"="+string(b))
+	inR, inW, err := os.Pipe()
+	require.NoError(t, err)
+	w.cmd.Stdin, w.stdin = inR, inW
+	out, err := w.cmd.StdoutPipe()
+	require.NoError(t, err)
+	w.cmd.Stderr = &w.stderr
+	require.NoError(t, w.cmd.Start())
+	_ = inR.Close()
+	go w.read(out)
+	t.Cleanup(w.stop)
+	select {
+	case <-w.ready:
+	case <-w.exited:
+		t.Fatalf("worker %s exited before consuming: %s", name, w.stderr.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("worker %s not consuming after 90s: %s", name, w.stderr.String())
+	}
+	return w
+}
+
+func (w *worker) read(out interface{ Read([]byte) (int, error) }) {
+	defer close(w.exited)
+	defer func() { _ = w.cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "ready":
+			close(w.ready)
+		case "R":
+			var err error
+			res := map[string]txconsume.Result{"applied": txconsume.Applied, "duplicate": txconsume.Duplicate,
+				"discarded": txconsume.Discarded}[f[1]]
+			if f[1] == "failed" {
+				err = errInjected
+			}
+			w.mu.Lock()
+			if f[3] != "-" {
+				if w.idsByKey[f[3]] == nil {
+					w.idsByKey[f[3]] = make(map[string]bool)
+				}
+				w.idsByKey[f[3]][f[2]] = true
+			}
+			if f[4] == "true" {
+				w.events = append(w.events, "slow message "+f[1])
+			}
+			w.mu.Unlock()
+			w.stats.record(res, err)
+		case "B":
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			for cur := w.stats.maxBatch.Load(); n > cur && !w.stats.maxBatch.CompareAndSwap(cur, n); cur = w.stats.maxBatch.Load() {
+			}
+		case "E":
+			ev := strings.Join(f[1:], " ")
+			w.mu.Lock()
+			w.events = append(w.events, ev)
+			w.mu.Unlock()
+			w.eventCh <- ev
+		case "D":
+			w.mu.Lock()
+			w.dead = append(w.dead, strings.Join(f[1:], " "))
+			w.mu.Unlock()
+		}
+	}
+}
+
+// startReader starts a worker that reads topic in a group of its own and reports each message.
+func (e *rmqEnv) startReader(topic string) *worker {
+	mq := *e.mq
+	mq.Group += "_reader"
+	reader := *e
+	reader.mq = &mq
+	return reader.startWorker("dlq-reader", workerSpec{Handler: "dlq", Topic: topic}, &resultStats{})
+}
+
+func (w *worker) send(cmd string) {
+	w.t.Helper()
+	w.mu.Lock()
+	if cmd == "shutdown" {
+		if w.shutdownSent {
+			w.mu.Unlock()
+			return
+		}
+		w.shutdownSent = true
+	}
+	w.mu.Unlock()
+	_, err := w.stdin.WriteString(cmd + "\n")
+	require.NoError(w.t, err)
+}
+
+// awaitEvent waits for the worker to report ev.
+func (w *worker) awaitEvent(ev string) {
+	w.t.Helper()
+	deadline := time.After(90 * time.Second)
+	for {
+		select {
+		case got := <-w.eventCh:
+			if got == ev {
+				return
+			}
+		case <-deadline:
+			w.t.Fatalf("worker %s: no %q after 90s: %s", w.name, ev, w.stderr.String())
+		}
+	}
+}
+
+// shutdown asks the worker to Shutdown and waits for the process to end; it returns the events seen.
+func (w *worker) shutdown() []string {
+	w.t.Helper()
+	w.send("shutdown")
+	select {
+	case <-w.exited:
+	case <-time.After(90 * time.Second):
+		w.t.Fatalf("worker %s did not shut down in 90s", w.name)
+	}
+	w.checkRaces()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.events...)
+}
+
+func (w *worker) stop() {
+	select {
+	case <-w.exited:
+		return
+	default:
+	}
+	w.mu.Lock()
+	sent := w.shutdownSent
+	w.shutdownSent = true
+	w.mu.Unlock()
+	if !sent {
+		_, _ = w.stdin.WriteString("shutdown\n")
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(60 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+	}
+	w.checkRaces()
+}
+
+// checkRaces fails the test on a race report of the worker in which either access happened in this
+// module's code; reports confined to the RocketMQ client are only counted.
+func (w *worker) checkRaces() {
+	w.t.Helper()
+	clientOnly := 0
+	for _, report := range strings.Split(w.stderr.String(), "==================") {
+		if !strings.Contains(report, "WARNING: DATA RACE") {
+			continue
+		}
+		if raceInvolvesModule(report) {
+			w.t.Errorf("worker %s: data race in txconsume code:\n%s", w.name, report)
+			continue
+		}
+		clientOnly++
+	}
+	if clientOnly > 0 {
+		w.t.Logf("worker %s: %d data race report(s) inside the RocketMQ client, tolerated", w.name, clientOnly)
+	}
+}
+
+// raceInvolvesModule reports whether the innermost non-runtime frame of either access of a race report
+// is in this module.
+func raceInvolvesModule(report string) bool {
+	lines := strings.Split(report, "\n")
+	for i, l := range lines {
+		if !(strings.Contains(l, " at 0x") && (strings.HasPrefix(l, "Read") || strings.HasPrefix(l, "Write") ||
+			strings.HasPrefix(l, "Previous"))) {
+			continue
+		}
+		for _, f := range lines[i+1:] {
+			f = strings.TrimSpace(f)
+			if f == "" {
+				break
+			}
+			if strings.HasPrefix(f, "/") || strings.HasPrefix(f, "runtime.") || strings.HasPrefix(f, "sync.") ||
+				strings.HasPrefix(f, "sync/") || strings.HasPrefix(f, "internal/") {
+				continue
+			}
+			if strings.HasPrefix(f, "github.com/txconsume/txconsume/") {
+				return true
+			}
+			break
+		}
+	}
+	return false
+}
+
+func (w *worker) deadLetters() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.dead...)
+}
+
+func (w *worker) ids() map[string]map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.idsByKey
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
