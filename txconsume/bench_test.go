@@ -1,0 +1,161 @@
+package txconsume_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume"
+)
+
+// The benchmarks compare, on one database in one run, the Processor against the same handler
+// in a bare transaction without deduplication: the difference is what exactly-once costs.
+//
+//	go test -run '^$' -bench . -benchtime 2s ./txconsume/
+//
+// Each runs with the DSN as given and with interpolateParams=true, which sends queries with
+// their arguments inlined in one round trip instead of prepare + execute + close.
+
+var benchSeq atomic.Int64
+
+func benchDB(b *testing.B, params string) *sqlx.DB {
+	b.Helper()
+	dsn := testenv.MySQLDSN(b)
+	if params != "" {
+		dsn += "?" + params
+	}
+	db := testenv.OpenMySQL(b, dsn)
+	ctx := context.Background()
+	require.NoError(b, migrations.Up(ctx, db.DB))
+	_, err := db.ExecContext(ctx, `CREATE TABLE t_effect (
+		id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL, KEY (msg_key))`)
+	require.NoError(b, err)
+	return db
+}
+
+// benchHandler is a small, realistic handler: one insert.
+func benchHandler(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+	_, err := tx.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES (?)", m.ID)
+	return err
+}
+
+func nextMsg() *txconsume.Message {
+	return &txconsume.Message{ID: "bench-" + strconv.FormatInt(benchSeq.Add(1), 10), Topic: "bench"}
+}
+
+func bareTx(ctx context.Context, db *sqlx.DB, msgs []*txconsume.Message) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := benchHandler(ctx, tx, m); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+var benchDSNs = []struct{ name, params string }{
+	{"dsn=plain", ""},
+	{"dsn=interpolate", "interpolateParams=true"},
+}
+
+func BenchmarkPerMessage(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs MySQL")
+	}
+	ctx := context.Background()
+	for _, d := range benchDSNs {
+		for _, conc := range []int{1, 16} {
+			db := benchDB(b, d.params)
+			p, err := txconsume.New(db, "bench", benchHandler)
+			require.NoError(b, err)
+			run := func(b *testing.B, fn func() error) {
+				// RunParallel starts GOMAXPROCS*parallelism goroutines: round up to conc.
+				procs := runtime.GOMAXPROCS(0)
+				b.SetParallelism((conc + procs - 1) / procs)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := fn(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			}
+			name := fmt.Sprintf("%s/conc=%d", d.name, conc)
+			b.Run(name+"/bare", func(b *testing.B) {
+				run(b, func() error { return bareTx(ctx, db, []*txconsume.Message{nextMsg()}) })
+			})
+			b.Run(name+"/process", func(b *testing.B) {
+				run(b, func() error {
+					r, err := p.Process(ctx, nextMsg())
+					if err == nil && r != txconsume.Applied {
+						err = fmt.Errorf("result %v", r)
+					}
+					return err
+				})
+			})
+		}
+	}
+}
+
+func BenchmarkBatch32(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs MySQL")
+	}
+	ctx := context.Background()
+	const size = 32
+	batch := func() []*txconsume.Message {
+		ms := make([]*txconsume.Message, size)
+		for i := range ms {
+			ms[i] = nextMsg()
+		}
+		return ms
+	}
+	for _, d := range benchDSNs {
+		db := benchDB(b, d.params)
+		p, err := txconsume.New(db, "bench", benchHandler)
+		require.NoError(b, err)
+		report := func(b *testing.B) {
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
+		}
+		b.Run(d.name+"/bare", func(b *testing.B) {
+			for b.Loop() {
+				if err := bareTx(ctx, db, batch()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b)
+		})
+		b.Run(d.name+"/process-batch", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := p.ProcessBatch(ctx, batch()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b)
+		})
+		b.Run(d.name+"/process-each", func(b *testing.B) {
+			for b.Loop() {
+				for _, m := range batch() {
+					if _, err := p.Process(ctx, m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			report(b)
+		})
+	}
+}
