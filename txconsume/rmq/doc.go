@@ -1,0 +1,41 @@
+// Package rmq connects txconsume to RocketMQ through github.com/apache/rocketmq-client-go/v2.
+//
+// A Consumer owns a push consumer and hands every delivery to a Processor (a *txconsume.Processor,
+// or the status-mode processor of txconsume/idem):
+//
+//	p, err := txconsume.New(db, "billing", handler)
+//	c, err := rmq.NewConsumer(p,
+//		rmq.WithNameServers("127.0.0.1:9876"),
+//		rmq.WithGroup("billing"),
+//		rmq.WithSubscription("orders", "paid"),
+//		rmq.WithRetryDelayLevel(2), // a failed delivery comes back after 5s
+//	)
+//	err = c.Start()
+//	...
+//	err = c.Shutdown(ctx) // waits for in-flight transactions, then closes the client
+//
+// Listener and OrderlyListener are the same mapping as plain callbacks, for code that manages its own
+// rocketmq.PushConsumer.
+//
+// # What the client does, and what this package does about it
+//
+//   - Only ConsumeSuccess acknowledges. Any other result sends every message of the delivery back to
+//     the broker (%RETRY%<group>), with the delay level the listener put in the callback context
+//     (ConsumeConcurrentlyContext.DelayLevelWhenNextConsume; 0 means the broker's 3+ReconsumeTimes).
+//     AckIndex is ignored, so a multi-message delivery is acknowledged all or nothing: the messages
+//     of a failed batch that were committed come back, and txconsume reports them as duplicates.
+//   - After MaxReconsumeTimes failures the broker moves a message to %DLQ%<group>.
+//   - Orderly consumption retries a failed delivery after the SuspendCurrentQueueTimeMillis of the
+//     callback context, whose default of -1 retries at once in a tight loop; OrderlyListener always
+//     sets it (WithSuspendTime).
+//   - The client's Shutdown returns while callbacks still run and then ignores their results; Consumer
+//     drains first (see Consumer.Shutdown).
+//   - The client generates a UNIQ_KEY per message on single sends but none on batch sends; batch-sent
+//     messages get broker offset ids that change when the producer sends them again. Deduplicate those by
+//     a business key: txconsume.WithKeyFunc(txconsume.KeyByFirstKey) with the key in Message.WithKeys.
+//   - The broker creates %RETRY%<group> on the first failure, and a running client learns a new route
+//     only every 30s, so the very first redelivery of a new group can wait that long. Creating the retry
+//     topic with the group avoids it.
+//   - The client logs through a process-wide logger (package rlog). Importing this package routes it to
+//     slog at error level and above; see SetClientLogger and SetClientLogLevel.
+package rmq
