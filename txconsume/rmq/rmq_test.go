@@ -90,7 +90,7 @@ func orderlyCtx() (context.Context, *primitive.ConsumeOrderlyContext) {
 
 var quiet = rmq.WithLogger(slog.New(slog.DiscardHandler))
 
-func TestFromMessageExt(t *testing.T) {
+func TestRMQFromMessageExt(t *testing.T) {
 	t.Run("fields", func(t *testing.T) {
 		m := ext("U1")
 		m.ReconsumeTimes = 2
@@ -119,7 +119,7 @@ func TestFromMessageExt(t *testing.T) {
 	})
 }
 
-func TestDelayLevel(t *testing.T) {
+func TestRMQDelayLevel(t *testing.T) {
 	for d, want := range map[time.Duration]int{
 		0: 1, time.Second: 1, 1500 * time.Millisecond: 2, 5 * time.Second: 2, 40 * time.Second: 5,
 		2 * time.Hour: 18, 5 * time.Hour: rmq.MaxDelayLevel,
@@ -128,7 +128,7 @@ func TestDelayLevel(t *testing.T) {
 	}
 }
 
-func TestListener(t *testing.T) {
+func TestRMQListener(t *testing.T) {
 	errDB := errors.New("db down")
 	t.Run("applied, duplicate and discarded acknowledge", func(t *testing.T) {
 		p := &stub{results: map[string]txconsume.Result{"b": txconsume.Duplicate, "c": txconsume.Discarded}}
@@ -200,7 +200,7 @@ func TestListener(t *testing.T) {
 	})
 }
 
-func TestOrderlyListener(t *testing.T) {
+func TestRMQOrderlyListener(t *testing.T) {
 	errDB := errors.New("db down")
 	t.Run("success", func(t *testing.T) {
 		ctx, oc := orderlyCtx()
@@ -229,7 +229,7 @@ func TestOrderlyListener(t *testing.T) {
 	})
 }
 
-func TestNewConsumer(t *testing.T) {
+func TestRMQNewConsumer(t *testing.T) {
 	t.Run("required options", func(t *testing.T) {
 		_, err := rmq.NewConsumer(&stub{})
 		require.ErrorContains(t, err, "WithNameServers")
@@ -256,7 +256,7 @@ func TestNewConsumer(t *testing.T) {
 	})
 }
 
-func TestClientLogging(t *testing.T) {
+func TestRMQClientLogging(t *testing.T) {
 	var buf bytes.Buffer
 	rmq.SetClientLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() { rmq.SetClientLogger(nil); rmq.SetClientLogLevel(slog.LevelError) })
