@@ -68,7 +68,9 @@ func WithRowLock() Option {
 // Default: sql.LevelDefault, the server's level (REPEATABLE READ on MySQL and MariaDB).
 // Both REPEATABLE READ and READ COMMITTED are supported. A non-default level costs one
 // extra round trip per transaction with go-sql-driver/mysql (SET TRANSACTION ISOLATION LEVEL);
-// setting transaction_isolation in the DSN avoids it.
+// to avoid it, leave this unset and set the session level in the DSN instead
+// (transaction_isolation='READ-COMMITTED' on MySQL 8 and MariaDB 11.1+, tx_isolation on older
+// MariaDB).
 func WithIsolation(level sql.IsolationLevel) Option {
 	return func(c *config) { c.txOptions.Isolation = level }
 }
