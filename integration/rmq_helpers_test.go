@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -247,7 +248,8 @@ func batchFailed(err error, i int) error {
 	if err == nil {
 		return nil
 	}
-	if be, ok := err.(*txconsume.BatchError); ok {
+	var be *txconsume.BatchError
+	if errors.As(err, &be) {
 		return be.Failed(i)
 	}
 	return err

@@ -226,8 +226,8 @@ func (w *worker) checkRaces() {
 func raceInvolvesModule(report string) bool {
 	lines := strings.Split(report, "\n")
 	for i, l := range lines {
-		if !(strings.Contains(l, " at 0x") && (strings.HasPrefix(l, "Read") || strings.HasPrefix(l, "Write") ||
-			strings.HasPrefix(l, "Previous"))) {
+		access := strings.HasPrefix(l, "Read") || strings.HasPrefix(l, "Write") || strings.HasPrefix(l, "Previous")
+		if !access || !strings.Contains(l, " at 0x") {
 			continue
 		}
 		for _, f := range lines[i+1:] {

@@ -3,6 +3,7 @@ package txconsume_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -99,7 +100,7 @@ func (f *fixture) outcome(group, key string) string {
 	var o string
 	err := f.db.Get(&o, "SELECT outcome FROM txconsume_dedup WHERE consumer_group = ? AND dedup_key = ?",
 		group, txconsume.StoredKey(key))
-	if err == sql.ErrNoRows {
+	if errors.Is(err, sql.ErrNoRows) {
 		return ""
 	}
 	require.NoError(f.t, err)

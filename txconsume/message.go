@@ -35,12 +35,12 @@ type Handler func(ctx context.Context, tx *sqlx.Tx, msg *Message) error
 type Result int
 
 const (
-	// Applied: the handler ran and its effects were committed with the deduplication record.
+	// Applied means the handler ran and its effects were committed with the deduplication record.
 	Applied Result = iota + 1
-	// Duplicate: the key had already been consumed; the handler did not run (or, in row-lock
+	// Duplicate means the key had already been consumed; the handler did not run (or, in row-lock
 	// mode, reported ErrAlreadyApplied) and nothing was written.
 	Duplicate
-	// Discarded: the handler returned Discard(err); its writes were rolled back and the key is
+	// Discarded means the handler returned Discard(err); its writes were rolled back and the key is
 	// recorded as consumed so the message is not delivered to the handler again.
 	Discarded
 )

@@ -153,7 +153,7 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 		if err != nil {
 			return 0, nil, err
 		}
-		_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, p.group, StoredKey(key),
+		_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, p.group, StoredKey(key), //nolint:sqlclosecheck // closed by the tx
 			clip(msg.Topic), clip(msg.ID), OutcomeApplied)
 		if sqlerr.IsDuplicate(err) {
 			return Duplicate, nil, nil
@@ -192,7 +192,7 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 // the common path at one statement before the handler. If another delivery claimed the key in
 // between, that delivery's outcome stands and the result is Duplicate.
 func (p *Processor) recordDiscard(ctx context.Context, msg *Message, key string) (Result, error) {
-	stmt, err := p.claimStmt(ctx)
+	stmt, err := p.claimStmt(ctx) //nolint:sqlclosecheck // prepared once, lives as long as the Processor
 	if err != nil {
 		return 0, err
 	}

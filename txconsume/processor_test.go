@@ -174,8 +174,8 @@ func TestProcess(t *testing.T) {
 				return err
 			}
 			if panicking {
-				var nilMap map[string]int
-				nilMap["x"]++ // a real runtime panic
+				var missing []int
+				_ = missing[len(m.ID)] // a real runtime panic: index out of range
 			}
 			return nil
 		})

@@ -90,7 +90,7 @@ func TestControlErrors(t *testing.T) {
 			{Index: 4, MessageID: "b", Err: txconsume.RetryAfter(time.Minute, nil)},
 			{Index: 5, MessageID: "c", Err: &txconsume.PanicError{Value: cause}},
 		}}
-		var err error = fmt.Errorf("batch: %w", be)
+		err := fmt.Errorf("batch: %w", be)
 		require.ErrorIs(t, err, cause)
 		var pe *txconsume.PanicError
 		require.ErrorAs(t, err, &pe)
