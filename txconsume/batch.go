@@ -202,7 +202,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			return herr
 		}
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
-			return fmt.Errorf("rollback to savepoint after %v: %w", herr, err)
+			return fmt.Errorf("rollback to savepoint after %w: %w", herr, err)
 		}
 		switch {
 		case IsDiscard(herr):
