@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -35,10 +36,53 @@ func benchDB(b *testing.B, params string) *sqlx.DB {
 	db := testenv.OpenMySQL(b, dsn)
 	ctx := context.Background()
 	require.NoError(b, migrations.Up(ctx, db.DB))
-	_, err := db.ExecContext(ctx, `CREATE TABLE t_effect (
-		id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL, KEY (msg_key))`)
-	require.NoError(b, err)
+	for _, ddl := range []string{
+		`CREATE TABLE t_effect (
+			id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL, KEY (msg_key))`,
+		`CREATE TABLE t_account (id INT PRIMARY KEY, balance BIGINT NOT NULL)`,
+		`CREATE TABLE t_stock (sku INT PRIMARY KEY, qty BIGINT NOT NULL)`,
+		`CREATE TABLE t_ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL,
+			account INT NOT NULL, amount BIGINT NOT NULL)`,
+	} {
+		_, err := db.ExecContext(ctx, ddl)
+		require.NoError(b, err)
+	}
+	for i := 0; i < benchRows; i++ {
+		_, err := db.ExecContext(ctx, "INSERT INTO t_account VALUES (?, 0)", i)
+		require.NoError(b, err)
+		_, err = db.ExecContext(ctx, "INSERT INTO t_stock VALUES (?, 1000000000)", i)
+		require.NoError(b, err)
+	}
 	return db
+}
+
+// benchRows is how many accounts and stock rows the order handler spreads its updates over.
+const benchRows = 1000
+
+// orderHandler is a typical business handler, as in the order-service example: it credits an
+// account, takes one item from stock and writes a ledger row.
+func orderHandler(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+	n, err := strconv.Atoi(strings.TrimPrefix(m.ID, "bench-"))
+	if err != nil {
+		return err
+	}
+	row := n % benchRows
+	if _, err := tx.ExecContext(ctx, "UPDATE t_account SET balance = balance + 100 WHERE id = ?", row); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE t_stock SET qty = qty - 1 WHERE sku = ?", row); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO t_ledger (msg_key, account, amount) VALUES (?, ?, 100)", m.ID, row)
+	return err
+}
+
+var benchHandlers = []struct {
+	name string
+	h    txconsume.Handler
+}{
+	{"handler=insert", benchHandler},
+	{"handler=order", orderHandler},
 }
 
 // benchHandler is a small, realistic handler: one insert.
@@ -51,13 +95,13 @@ func nextMsg() *txconsume.Message {
 	return &txconsume.Message{ID: "bench-" + strconv.FormatInt(benchSeq.Add(1), 10), Topic: "bench"}
 }
 
-func bareTx(ctx context.Context, db *sqlx.DB, msgs []*txconsume.Message) error {
+func bareTx(ctx context.Context, db *sqlx.DB, h txconsume.Handler, msgs []*txconsume.Message) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	for _, m := range msgs {
-		if err := benchHandler(ctx, tx, m); err != nil {
+		if err := h(ctx, tx, m); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
@@ -75,40 +119,46 @@ func BenchmarkPerMessage(b *testing.B) {
 		b.Skip("needs MySQL")
 	}
 	ctx := context.Background()
-	for _, d := range benchDSNs {
-		for _, conc := range []int{1, 16} {
-			db := benchDB(b, d.params)
-			p, err := txconsume.New(db, "bench", benchHandler)
-			require.NoError(b, err)
-			run := func(b *testing.B, fn func() error) {
-				// RunParallel starts GOMAXPROCS*parallelism goroutines: round up to conc.
-				procs := runtime.GOMAXPROCS(0)
-				b.SetParallelism((conc + procs - 1) / procs)
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if err := fn(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	for _, h := range benchHandlers {
+		for _, d := range benchDSNs {
+			for _, conc := range []int{1, 16} {
+				benchPerMessage(ctx, b, h.name+"/"+d.name, h.h, d.params, conc)
 			}
-			name := fmt.Sprintf("%s/conc=%d", d.name, conc)
-			b.Run(name+"/bare", func(b *testing.B) {
-				run(b, func() error { return bareTx(ctx, db, []*txconsume.Message{nextMsg()}) })
-			})
-			b.Run(name+"/process", func(b *testing.B) {
-				run(b, func() error {
-					r, err := p.Process(ctx, nextMsg())
-					if err == nil && r != txconsume.Applied {
-						err = fmt.Errorf("result %v", r)
-					}
-					return err
-				})
-			})
 		}
 	}
+}
+
+func benchPerMessage(ctx context.Context, b *testing.B, label string, h txconsume.Handler, params string, conc int) {
+	db := benchDB(b, params)
+	p, err := txconsume.New(db, "bench", h)
+	require.NoError(b, err)
+	run := func(b *testing.B, fn func() error) {
+		// RunParallel starts GOMAXPROCS*parallelism goroutines: round up to conc.
+		procs := runtime.GOMAXPROCS(0)
+		b.SetParallelism((conc + procs - 1) / procs)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := fn(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	}
+	name := fmt.Sprintf("%s/conc=%d", label, conc)
+	b.Run(name+"/bare", func(b *testing.B) {
+		run(b, func() error { return bareTx(ctx, db, h, []*txconsume.Message{nextMsg()}) })
+	})
+	b.Run(name+"/process", func(b *testing.B) {
+		run(b, func() error {
+			r, err := p.Process(ctx, nextMsg())
+			if err == nil && r != txconsume.Applied {
+				err = fmt.Errorf("result %v", r)
+			}
+			return err
+		})
+	})
 }
 
 func BenchmarkBatch32(b *testing.B) {
@@ -133,7 +183,7 @@ func BenchmarkBatch32(b *testing.B) {
 		}
 		b.Run(d.name+"/bare", func(b *testing.B) {
 			for b.Loop() {
-				if err := bareTx(ctx, db, batch()); err != nil {
+				if err := bareTx(ctx, db, benchHandler, batch()); err != nil {
 					b.Fatal(err)
 				}
 			}
