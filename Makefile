@@ -19,6 +19,11 @@ test: services-up ## Start MySQL, RocketMQ and Redis, then run every test (unit 
 test-short: ## Run only the tests that need no services
 	go test -short -count=1 ./...
 
+.PHONY: bench
+bench: services-up ## Benchmarks against the real database, each beside its baseline, with throughput ratios
+	$(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 2s -count 3 ./txconsume/ ./txconsume/idem/ | tee .services/bench.txt
+	@awk -f scripts/bench-ratios.awk .services/bench.txt | sort
+
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
