@@ -22,6 +22,7 @@ test-short: ## Run only the tests that need no services
 .PHONY: bench
 bench: services-up ## Benchmarks against the real database, each beside its baseline, with throughput ratios
 	$(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 2s -count 3 ./txconsume/ ./txconsume/idem/ | tee .services/bench.txt
+	@printf '\n%-70s %9s %9s %7s\n' 'candidate vs baseline' 'msgs/s' 'baseline' 'ratio'
 	@awk -f scripts/bench-ratios.awk .services/bench.txt | sort
 
 .PHONY: lint

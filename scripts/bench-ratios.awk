@@ -1,5 +1,5 @@
 # Reads `go test -bench` output and prints, for every benchmark that has a baseline run beside it,
-# the throughput ratio candidate / baseline (mean msgs/s over -count runs).
+# the throughput ratio candidate / baseline (mean msgs/s over -count runs), one line each.
 #   .../bare            is the baseline of .../process and .../process-batch
 #   .../process-each    is the baseline of .../process-batch as well (batch vs one by one)
 /^Benchmark/ {
@@ -7,7 +7,6 @@
   for (i = 2; i < NF; i++) if ($(i + 1) == "msgs/s") { sum[name] += $i; n[name]++ }
 }
 END {
-  printf "%-58s %12s %12s %7s\n", "candidate vs baseline", "msgs/s", "baseline", "ratio"
   for (name in sum) {
     base = name; cand = name
     if (name ~ /\/process$/ || name ~ /\/process-batch$/) { sub(/\/[^\/]+$/, "/bare", base); pair(name, base) }
@@ -18,6 +17,6 @@ function pair(c, b,   cm, bm) {
   if (!(b in sum)) return
   cm = sum[c] / n[c]; bm = sum[b] / n[b]
   label = c " vs " substr(b, length(b) - index(reverse(b), "/") + 2)
-  printf "%-58s %12.0f %12.0f %6.2fx\n", label, cm, bm, cm / bm
+  printf "%-70s %9.0f %9.0f %6.2fx\n", label, cm, bm, cm / bm
 }
 function reverse(s,   r, i) { r = ""; for (i = length(s); i > 0; i--) r = r substr(s, i, 1); return r }
