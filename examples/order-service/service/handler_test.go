@@ -87,13 +87,15 @@ func TestProcessor(t *testing.T) {
 
 	t.Run("concurrent deliveries of each payment apply it once", func(t *testing.T) {
 		// Four deliveries per order at once: two share a message id (a redelivery), two carry
-		// new ids (re-publications). Exactly one per order may be applied.
+		// new ids (re-publications). Exactly one per order may be applied. 60 deliveries in
+		// flight stay below the pool's 64 connections, as the service keeps its pool larger than
+		// its consumer goroutines: the processor may need a connection besides the transactions.
 		db, p := setup(t)
-		const perOrder = 4
-		results := make([][]txconsume.Result, orders)
+		const perOrder, concurrentOrders = 4, 15
+		results := make([][]txconsume.Result, concurrentOrders)
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		for i := range orders {
+		for i := range concurrentOrders {
 			results[i] = make([]txconsume.Result, perOrder)
 			orderNo := fmt.Sprintf("ORD-%02d", i+1)
 			for j := range perOrder {
@@ -120,7 +122,7 @@ func TestProcessor(t *testing.T) {
 			}
 			require.Equal(t, 1, applied, "ORD-%02d: %v", i+1, rs)
 		}
-		require.Equal(t, totals{Paid: orders, Ledger: orders, Stock: 100 - orders}, readTotals(t, db))
+		require.Equal(t, totals{Paid: concurrentOrders, Ledger: concurrentOrders, Stock: 100 - concurrentOrders}, readTotals(t, db))
 	})
 
 	t.Run("poison messages are discarded and stay discarded", func(t *testing.T) {

@@ -29,8 +29,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("service: open mysql: %w", err)
 	}
 	defer db.Close()
-	// Every delivery in flight holds one connection for its transaction; a few more serve the
-	// rest (the stats query of the demo, migrations).
+	// Every delivery in flight holds one connection for its transaction. The pool must be larger
+	// than that: the processor prepares its claim statement on the pool while a transaction is
+	// open, and a pool exhausted by transactions would leave them all waiting for it.
 	db.SetMaxOpenConns(cfg.Goroutines + 4)
 	db.SetMaxIdleConns(cfg.Goroutines + 4)
 	db.SetConnMaxLifetime(5 * time.Minute)
