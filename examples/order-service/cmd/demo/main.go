@@ -194,7 +194,10 @@ func createTopic(ctx context.Context, namesrv, broker, topic string, queues int)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("topic %s has no route (last error: %v)", topic, err)
+			if err == nil {
+				err = fmt.Errorf("%d queues published, want %d", len(mqs), queues)
+			}
+			return fmt.Errorf("topic %s has no route: %w", topic, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,7 +91,7 @@ func (s *service) start(ctx context.Context) error {
 	case <-ready:
 		return nil
 	case <-exited:
-		return fmt.Errorf("demo: %s exited before it started consuming (%v); see %s", s.name, s.exitErr(), s.log.Name())
+		return fmt.Errorf("demo: %s exited before it started consuming (%w); see %s", s.name, s.exitStatus(), s.log.Name())
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		return ctx.Err()
@@ -143,7 +144,7 @@ func (s *service) stop(timeout time.Duration) (time.Duration, error) {
 	}
 	select {
 	case <-exited:
-		return 0, fmt.Errorf("demo: %s had already exited (%v); see %s", s.name, s.exitErr(), s.log.Name())
+		return 0, fmt.Errorf("demo: %s had already exited (%w); see %s", s.name, s.exitStatus(), s.log.Name())
 	default:
 	}
 	start := time.Now()
@@ -159,7 +160,7 @@ func (s *service) stop(timeout time.Duration) (time.Duration, error) {
 	}
 	took := time.Since(start)
 	if err := s.exitErr(); err != nil {
-		return took, fmt.Errorf("demo: %s shut down with %v; see %s", s.name, err, s.log.Name())
+		return took, fmt.Errorf("demo: %s shut down with %w; see %s", s.name, err, s.log.Name())
 	}
 	return took, nil
 }
@@ -177,6 +178,14 @@ func (s *service) running() bool {
 	default:
 		return true
 	}
+}
+
+// exitStatus is exitErr, with a clean exit as an error too, for messages about an unexpected exit.
+func (s *service) exitStatus() error {
+	if err := s.exitErr(); err != nil {
+		return err
+	}
+	return errors.New("exit status 0")
 }
 
 func (s *service) exitErr() error {

@@ -1,0 +1,62 @@
+package demo
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestReport(t *testing.T) {
+	// good is the report of a clean run of 10 orders, 12 messages, one kill.
+	good := func() *Report {
+		t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		return &Report{
+			Orders: 10, Messages: 12, SameIDResends: 1, NewIDResends: 1, Published: 12,
+			KillsWanted: 1, Kills: []Kill{{AfterApplied: 5, Downtime: time.Second}},
+			Lib: Outcome{
+				Name: "order-service", Drained: true, DedupRows: 10,
+				Counts:  counts{Applied: 10, Duplicate: 6, First: t0, Last: t0.Add(2 * time.Second)},
+				Effects: effects{Orders: 10, PaidOnce: 10, LedgerRows: 10},
+			},
+			Naive: &Outcome{
+				Name: "naive", Drained: true, DedupRows: -1,
+				Counts:  counts{Applied: 11, Duplicate: 1, First: t0, Last: t0.Add(time.Second)},
+				Effects: effects{Orders: 10, PaidOnce: 9, AppliedTwice: 1, LedgerRows: 11, StockOff: 1, StockExcess: 2},
+			},
+		}
+	}
+	t.Run("a clean run passes whatever the naive consumer did", func(t *testing.T) {
+		r := good()
+		require.Empty(t, r.Failures())
+		var out bytes.Buffer
+		r.WriteSummary(&out)
+		require.Contains(t, out.String(), "PASS")
+		require.Regexp(t, `applied twice \(must be 0\)\s+0\s+1`, out.String())
+		require.Regexp(t, `throughput \(deliveries/s\)\s+8\s+12`, out.String())
+	})
+	t.Run("every mismatch on the txconsume side fails the run", func(t *testing.T) {
+		for name, spoil := range map[string]func(r *Report){
+			"applied twice":    func(r *Report) { r.Lib.Effects.AppliedTwice, r.Lib.Effects.PaidOnce = 1, 9 },
+			"lost":             func(r *Report) { r.Lib.Effects.Lost, r.Lib.Effects.PaidOnce = 1, 9 },
+			"ledger rows":      func(r *Report) { r.Lib.Effects.LedgerRows = 11 },
+			"stock":            func(r *Report) { r.Lib.Effects.StockOff = 1 },
+			"dedup rows":       func(r *Report) { r.Lib.DedupRows = 9 },
+			"not drained":      func(r *Report) { r.Lib.Drained = false },
+			"missing kill":     func(r *Report) { r.Kills = nil },
+			"unpublished":      func(r *Report) { r.Published = 11 },
+			"over-reported":    func(r *Report) { r.Lib.Counts.Applied = 11 },
+			"discarded":        func(r *Report) { r.Lib.Counts.Discarded = 1 },
+			"unclean shutdown": func(r *Report) { r.Lib.ShutdownErr = errors.New("exit status 1") },
+		} {
+			r := good()
+			spoil(r)
+			require.NotEmpty(t, r.Failures(), name)
+			var out bytes.Buffer
+			r.WriteSummary(&out)
+			require.Contains(t, out.String(), "FAIL:", name)
+		}
+	})
+}
