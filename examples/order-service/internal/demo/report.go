@@ -141,8 +141,12 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "txconsume: ledger rows %d, dedup records %d, stock off on %d SKUs, %d failed deliveries retried, %d discarded\n",
 		o.Effects.LedgerRows, o.DedupRows, o.Effects.StockOff, o.Counts.Errors, o.Counts.Discarded)
 	if gap := o.Applied() - o.Counts.Applied; gap > 0 && len(r.Kills) > 0 {
-		fmt.Fprintf(w, "txconsume: the service reported %d applied: %d commits reached MySQL just as the process was killed, "+
-			"and their redeliveries were recognised as duplicates\n", o.Counts.Applied, gap)
+		what := "commits"
+		if gap == 1 {
+			what = "commit"
+		}
+		fmt.Fprintf(w, "txconsume: the service reported %d applied: %d %s reached MySQL just as the process was killed "+
+			"(before it could log), and the redeliveries were recognised as duplicates\n", o.Counts.Applied, gap, what)
 	}
 	if o.ShutdownErr == nil {
 		fmt.Fprintf(w, "txconsume: graceful shutdown on SIGTERM in %s, exit status 0\n", o.ShutdownTime.Round(time.Millisecond))
