@@ -138,6 +138,16 @@ func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, e
 // attempt runs one transaction for msg. It returns the result, the handler's error when the
 // result is Discarded or Duplicate by ErrAlreadyApplied, and the error that failed the attempt.
 func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Result, error, error) {
+	// The claim statement is prepared on the pool before the transaction takes its connection:
+	// preparing it while holding one would need a second connection, and with as many
+	// deliveries in flight as the pool has connections every one of them would wait forever.
+	var stmt *sql.Stmt
+	if !p.cfg.rowLock {
+		var err error
+		if stmt, err = p.claimStmt(ctx); err != nil { //nolint:sqlclosecheck // lives as long as the Processor
+			return 0, nil, err
+		}
+	}
 	tx, err := p.db.BeginTxx(ctx, &p.cfg.txOptions)
 	if err != nil {
 		return 0, nil, fmt.Errorf("txconsume: begin: %w", err)
@@ -149,10 +159,6 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 		}
 	}()
 	if !p.cfg.rowLock {
-		stmt, err := p.claimStmt(ctx)
-		if err != nil {
-			return 0, nil, err
-		}
 		_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, p.group, StoredKey(key), //nolint:sqlclosecheck // closed by the tx
 			clip(msg.Topic), clip(msg.ID), OutcomeApplied)
 		if sqlerr.IsDuplicate(err) {
