@@ -218,6 +218,11 @@ func WithInstanceName(name string) Option {
 
 // WithConsumeFromWhere sets where a group without a stored offset starts reading.
 // Default: consumer.ConsumeFromLastOffset (the client's default).
+//
+// A brand-new group starting from the last offset does not see messages published between its
+// Start and its first rebalance. A service whose group is created together with the topic, or
+// that must not miss its first messages, should use consumer.ConsumeFromFirstOffset: with
+// txconsume, re-reading what an earlier instance already consumed costs duplicates, not effects.
 func WithConsumeFromWhere(w consumer.ConsumeFromWhere) Option {
 	return optionFunc(func(c *consumerConfig) { c.fromWhere = w })
 }
