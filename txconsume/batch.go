@@ -15,9 +15,13 @@ import (
 	"github.com/txconsume/txconsume/txconsume/internal/sqlerr"
 )
 
-// savepoint is set before each handler of a batch. Reusing one name replaces the previous
-// savepoint (SQL standard, MySQL and MariaDB), so no RELEASE is needed.
+// savepoint is set before each handler of a batch in the savepoint mode. Reusing one name
+// replaces the previous savepoint (SQL standard, MySQL and MariaDB), so no RELEASE is needed.
 const savepoint = "txconsume_msg"
+
+// errNeedSavepoints ends an optimistic batch attempt in which a handler failed in a way that
+// needs that message alone rolled back; the batch then runs again in the savepoint mode.
+var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its own rollback")
 
 // ProcessBatch consumes msgs in one transaction, which costs one commit instead of len(msgs):
 //
@@ -25,23 +29,44 @@ const savepoint = "txconsume_msg"
 //     which of them this transaction claimed; the others were consumed before: Duplicate;
 //   - messages sharing a key inside the batch collapse: the first one is handled, the later
 //     ones are Duplicate (or fail with it, if it fails);
-//   - each handler runs behind a savepoint. A handler that fails (error, panic) is rolled back to
-//     its savepoint and its claim is removed, so a redelivery applies it; Discard and
-//     ErrAlreadyApplied roll back to the savepoint too, with the outcomes Process gives them;
-//   - the messages that did not fail commit together.
+//   - the handlers run one after the other in that transaction, without savepoints. If all of
+//     them succeed (the common case), the transaction commits;
+//   - if a handler fails (error, panic, Discard, ErrAlreadyApplied), the transaction is rolled
+//     back and the batch runs again from the start, each handler behind a savepoint: a handler
+//     that fails then is rolled back to its savepoint and its claim is removed, so a redelivery
+//     applies it; Discard and ErrAlreadyApplied roll back to the savepoint too, with the
+//     outcomes Process gives them; the messages that did not fail commit together. So a
+//     failure runs the handlers up to the failing one a second time, which is one more reason
+//     why handlers must keep their effects inside the transaction.
 //
 // The returned slice has one Result per message, in order. If some messages failed, the error
 // is a *BatchError listing them, their results are zero, and all other results are committed.
 // Any other error (begin, claim, commit, context, or a lock conflict that outlived the retries)
 // means nothing was committed, and the results are nil. A deadlock or lock wait timeout anywhere
-// in the batch reruns the whole transaction, every handler included.
+// in the batch reruns the whole transaction, every handler included, up to WithMaxRetries times;
+// the rerun in the savepoint mode after a failure is not a retry: it neither counts against
+// WithMaxRetries nor calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the
+// outcome of the transaction that decided it, never for a discarded optimistic run. A handler
+// panic is logged by each run that hits it.
 func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result, error) {
 	start := time.Now()
 	b := p.prepareBatch(msgs)
 	var results []Result
 	var err error
 	if b.pending() {
-		err = p.withRetries(ctx, msgs, func() error { return p.batchAttempt(ctx, b) })
+		err = p.withRetries(ctx, msgs, func() error {
+			if !b.savepoints {
+				err := p.batchAttempt(ctx, b)
+				if !errors.Is(err, errNeedSavepoints) {
+					return err
+				}
+				// Sticky for the rest of this call: a deadlock retry after the fallback goes
+				// straight to the savepoint mode rather than failing optimistically once more.
+				b.savepoints = true
+			}
+			// Same attempt number: the fallback is not a lock conflict and uses no retry.
+			return p.batchAttempt(ctx, b)
+		})
 	}
 	if err != nil {
 		err = fmt.Errorf("txconsume: group %s batch of %d: %w", p.group, len(msgs), err)
@@ -81,6 +106,10 @@ type batch struct {
 	msgs  []*Message
 	items []batchItem
 	keys  []string // distinct stored keys to claim, sorted (dedup mode)
+
+	// savepoints makes every attempt run each handler behind a savepoint; set for the rest of
+	// the call once an optimistic attempt had a failing message.
+	savepoints bool
 }
 
 type batchItem struct {
@@ -160,7 +189,10 @@ func (b *batch) finish() ([]Result, error) {
 	return results, nil
 }
 
-// batchAttempt runs the whole batch in one transaction.
+// batchAttempt runs the whole batch in one transaction. Without b.savepoints it is optimistic: the
+// handlers run without savepoints, and the first failure that needs a per-message rollback ends
+// the attempt with errNeedSavepoints after rolling everything back (the deferred Rollback runs
+// before the caller begins the next transaction, so that one does not wait on this one's locks).
 func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 	for i := range b.items {
 		it := &b.items[i]
@@ -189,8 +221,10 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			it.result = Duplicate
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
-			return fmt.Errorf("savepoint: %w", err)
+		if b.savepoints {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+				return fmt.Errorf("savepoint: %w", err)
+			}
 		}
 		herr := p.call(ctx, tx, m)
 		if herr == nil {
@@ -200,6 +234,16 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 		if sqlerr.IsRetryable(herr) {
 			// A deadlock has already rolled back the whole transaction; rerun all of it.
 			return herr
+		}
+		if !b.savepoints {
+			if cerr := ctx.Err(); cerr != nil {
+				// The savepoint mode could not run either; fail the batch as it would.
+				if errors.Is(herr, cerr) {
+					return herr
+				}
+				return fmt.Errorf("%w (and then: %w)", herr, cerr)
+			}
+			return errNeedSavepoints
 		}
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
 			return fmt.Errorf("rollback to savepoint after %w: %w", herr, err)
