@@ -11,6 +11,10 @@ GOLANGCI_LINT := go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+.PHONY: demo
+demo: services-up ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked in MySQL
+	$(WITH_SERVICES) go run ./examples/order-service/cmd/demo
+
 .PHONY: test
 test: services-up ## Start MySQL, RocketMQ and Redis, then run every test (unit and integration) with -race
 	$(WITH_SERVICES) go test -race -count=1 -timeout 40m ./...
