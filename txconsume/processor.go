@@ -144,7 +144,7 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 	var stmt *sql.Stmt
 	if !p.cfg.rowLock {
 		var err error
-		if stmt, err = p.claimStmt(ctx); err != nil { //nolint:sqlclosecheck // lives as long as the Processor
+		if stmt, err = p.claimStmt(ctx); err != nil {
 			return 0, nil, err
 		}
 	}
