@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,5 +309,397 @@ func TestProcessBatch(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, map[string]txconsume.Result{"a": txconsume.Duplicate, "b": txconsume.Applied}, seen,
 			"the second a overwrote the first in this map")
+	})
+}
+
+// probeCall is one handler call seen by a savepointProbe.
+type probeCall struct {
+	id         string
+	savepoints int // the session's Com_savepoint when the handler started
+}
+
+// savepointProbe wraps a handler: it records every call in order, with the number of SAVEPOINT
+// statements the handler's session has executed so far, read on the handler's own transaction
+// (session status is per connection, so other tests and pools cannot move it).
+type savepointProbe struct {
+	mu    sync.Mutex
+	calls []probeCall
+	h     txconsume.Handler
+}
+
+func probe(h txconsume.Handler) *savepointProbe { return &savepointProbe{h: h} }
+
+func (p *savepointProbe) handle(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+	var name string
+	var n int
+	if err := tx.QueryRowxContext(ctx, "SHOW SESSION STATUS LIKE 'Com_savepoint'").Scan(&name, &n); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.calls = append(p.calls, probeCall{m.ID, n})
+	p.mu.Unlock()
+	return p.h(ctx, tx, m)
+}
+
+// ids returns the messages handled, in call order.
+func (p *savepointProbe) ids() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, len(p.calls))
+	for i, c := range p.calls {
+		out[i] = c.id
+	}
+	return out
+}
+
+// savepointSteps returns, for calls[from:to], how many SAVEPOINT statements ran between each
+// call and the next: all 0 when the handlers ran without savepoints, all 1 when each ran behind
+// its own.
+func (p *savepointProbe) savepointSteps(from, to int) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int
+	for i := from + 1; i < to; i++ {
+		out = append(out, p.calls[i].savepoints-p.calls[i-1].savepoints)
+	}
+	return out
+}
+
+// resultLog records OnResult calls.
+type resultLog struct {
+	mu   sync.Mutex
+	seen map[string][]txconsume.Result
+	errs map[string][]error
+}
+
+func newResultLog() *resultLog {
+	return &resultLog{seen: map[string][]txconsume.Result{}, errs: map[string][]error{}}
+}
+
+func (l *resultLog) onResult(_ context.Context, m *txconsume.Message, r txconsume.Result, err error, _ time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen[m.ID] = append(l.seen[m.ID], r)
+	l.errs[m.ID] = append(l.errs[m.ID], err)
+}
+
+func TestProcessBatchOptimistic(t *testing.T) {
+	ctx := context.Background()
+	A, D, U := txconsume.Applied, txconsume.Duplicate, txconsume.Discarded
+
+	// failOn makes the handler record its effect, then fail for the message ids in how.
+	failOn := func(how map[string]func() error) txconsume.Handler {
+		return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+			if err := recordEffect(ctx, tx, m); err != nil {
+				return err
+			}
+			if f := how[m.ID]; f != nil {
+				return f()
+			}
+			return nil
+		}
+	}
+
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			withIso := txconsume.WithIsolation(iso)
+
+			t.Run("an all-success batch runs each handler once and sets no savepoint", func(t *testing.T) {
+				f := newFixture(t)
+				pr := probe(recordEffect)
+				p := f.processor(nil, "g", pr.handle, withIso)
+				rs, err := p.ProcessBatch(ctx, msgs("a", "b", "c", "d", "e"))
+				require.NoError(t, err)
+				require.Equal(t, []txconsume.Result{A, A, A, A, A}, rs)
+				require.Equal(t, []string{"a", "b", "c", "d", "e"}, pr.ids(), "each handler exactly once")
+				require.Equal(t, []int{0, 0, 0, 0}, pr.savepointSteps(0, 5))
+				require.Equal(t, 5, f.totalEffects())
+			})
+
+			t.Run("a failing message reruns the batch with savepoints and ends as the savepoint mode does", func(t *testing.T) {
+				f := newFixture(t)
+				healthy := false
+				pr := probe(failOn(map[string]func() error{"bad": func() error {
+					if healthy {
+						return nil
+					}
+					return txconsume.RetryAfter(3e9, errors.New("not yet"))
+				}}))
+				results, retries := newResultLog(), newRetryLog()
+				hooks := retries.hooks()
+				hooks.OnResult = results.onResult
+				// No retries at all: the rerun must not need one.
+				p := f.processor(nil, "g", pr.handle, withIso, txconsume.WithMaxRetries(0), txconsume.WithHooks(hooks))
+				batch := msgs("ok-1", "ok-2", "bad", "ok-3")
+				rs, err := p.ProcessBatch(ctx, batch)
+
+				var be *txconsume.BatchError
+				require.ErrorAs(t, err, &be)
+				require.NotErrorIs(t, err, txconsume.ErrRetriesExhausted)
+				require.Len(t, be.Failures, 1)
+				require.Equal(t, 2, be.Failures[0].Index)
+				d, ok := txconsume.RetryDelay(err)
+				require.True(t, ok)
+				require.EqualValues(t, 3e9, d)
+				require.Equal(t, []txconsume.Result{A, A, 0, A}, rs)
+
+				require.Equal(t, []string{"ok-1", "ok-2", "bad", "ok-1", "ok-2", "bad", "ok-3"}, pr.ids(),
+					"optimistic run up to the failure, then the savepoint run of the whole batch")
+				require.Equal(t, []int{0, 0}, pr.savepointSteps(0, 3), "first run: no savepoints")
+				require.Equal(t, []int{1, 1, 1}, pr.savepointSteps(3, 7), "second run: one per message")
+
+				for _, id := range []string{"ok-1", "ok-2", "ok-3"} {
+					require.Equal(t, 1, f.effects(id), id)
+					require.Equal(t, txconsume.OutcomeApplied, f.outcome("g", id), id)
+				}
+				require.Equal(t, 0, f.effects("bad"))
+				require.Equal(t, "", f.outcome("g", "bad"), "claim removed so a redelivery applies it")
+				require.Equal(t, 3, f.dedupRows())
+
+				require.Empty(t, retries.numbers(), "the rerun is not a retry")
+				require.Equal(t, map[string][]txconsume.Result{
+					"ok-1": {A}, "ok-2": {A}, "bad": {0}, "ok-3": {A},
+				}, results.seen, "OnResult once per message, with the final outcome")
+				require.Equal(t, be.Failures[0].Err, results.errs["bad"][0])
+				require.NoError(t, results.errs["ok-1"][0])
+
+				healthy = true
+				rs, err = p.ProcessBatch(ctx, batch)
+				require.NoError(t, err)
+				require.Equal(t, []txconsume.Result{D, D, A, D}, rs)
+				require.Equal(t, 1, f.effects("bad"))
+				require.Equal(t, "bad", pr.ids()[len(pr.ids())-1], "only bad ran on redelivery")
+				require.Len(t, pr.ids(), 8)
+			})
+
+			t.Run("Discard falls back and records only the poison message as discarded", func(t *testing.T) {
+				f := newFixture(t)
+				pr := probe(failOn(map[string]func() error{
+					"poison": func() error { return txconsume.Discard(errors.New("unparseable")) },
+				}))
+				results := newResultLog()
+				p := f.processor(nil, "g", pr.handle, withIso, txconsume.WithHooks(txconsume.Hooks{OnResult: results.onResult}))
+				rs, err := p.ProcessBatch(ctx, msgs("a", "poison", "b"))
+				require.NoError(t, err)
+				require.Equal(t, []txconsume.Result{A, U, A}, rs)
+				require.Equal(t, []string{"a", "poison", "a", "poison", "b"}, pr.ids())
+				require.Equal(t, []int{1, 1}, pr.savepointSteps(2, 5))
+				require.Equal(t, 1, f.effects("a"))
+				require.Equal(t, 1, f.effects("b"))
+				require.Equal(t, 0, f.effects("poison"))
+				require.Equal(t, txconsume.OutcomeDiscarded, f.outcome("g", "poison"))
+				require.Equal(t, txconsume.OutcomeApplied, f.outcome("g", "a"))
+				require.Equal(t, []txconsume.Result{U}, results.seen["poison"])
+				require.True(t, txconsume.IsDiscard(results.errs["poison"][0]))
+			})
+
+			t.Run("a panic falls back and fails only its message", func(t *testing.T) {
+				f := newFixture(t)
+				pr := probe(failOn(map[string]func() error{"panics": func() error { panic("bad state") }}))
+				p := f.processor(nil, "g", pr.handle, withIso)
+				rs, err := p.ProcessBatch(ctx, msgs("panics", "a", "b"))
+				var be *txconsume.BatchError
+				require.ErrorAs(t, err, &be)
+				require.Len(t, be.Failures, 1)
+				var pe *txconsume.PanicError
+				require.ErrorAs(t, be.Failed(0), &pe)
+				require.Equal(t, []txconsume.Result{0, A, A}, rs)
+				require.Equal(t, []string{"panics", "panics", "a", "b"}, pr.ids())
+				require.Equal(t, []int{1, 1}, pr.savepointSteps(1, 4))
+				require.Equal(t, 0, f.effects("panics"))
+				require.Equal(t, "", f.outcome("g", "panics"))
+				require.Equal(t, 2, f.totalEffects())
+				require.Equal(t, 2, f.dedupRows())
+			})
+		})
+	}
+
+	t.Run("ErrAlreadyApplied in row-lock mode falls back", func(t *testing.T) {
+		f := newFixture(t)
+		_, err := f.db.ExecContext(ctx, "INSERT INTO t_order VALUES ('o-1', 'CREATED'), ('o-2', 'CREATED')")
+		require.NoError(t, err)
+		pr := probe(payOrder(nil))
+		p := f.processor(nil, "g", pr.handle, txconsume.WithRowLock())
+		pay := func(id, order string) *txconsume.Message {
+			return &txconsume.Message{ID: id, Keys: []string{order}}
+		}
+		rs, err := p.ProcessBatch(ctx, []*txconsume.Message{pay("m1", "o-1"), pay("m2", "o-1"), pay("m3", "o-2")})
+		require.NoError(t, err)
+		require.Equal(t, []txconsume.Result{A, D, A}, rs)
+		require.Equal(t, []string{"m1", "m2", "m1", "m2", "m3"}, pr.ids())
+		require.Equal(t, 1, f.effects("o-1"))
+		require.Equal(t, 1, f.effects("o-2"))
+		var paid int
+		require.NoError(t, f.db.Get(&paid, "SELECT COUNT(*) FROM t_order WHERE status = 'PAID'"))
+		require.Equal(t, 2, paid)
+	})
+
+	t.Run("a deadlock after the fallback retries in the savepoint mode", func(t *testing.T) {
+		f := newFixture(t)
+		// Batch 1 falls back because of bad; in its savepoint run A updates x then y, while
+		// batch 2's B updates y then x: on their first calls both wait until the other has made
+		// its first update, so the second updates cross and InnoDB picks a victim.
+		var crossed sync.WaitGroup
+		crossed.Add(2)
+		var mu sync.Mutex
+		calls := map[string]int{}
+		h := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+			mu.Lock()
+			calls[m.ID]++
+			call := calls[m.ID]
+			mu.Unlock()
+			if m.ID == "bad" {
+				return errors.New("boom")
+			}
+			if m.ID == "A" || m.ID == "B" {
+				first, second := "x", "y"
+				if m.ID == "B" {
+					first, second = "y", "x"
+				}
+				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
+					return err
+				}
+				if call == 1 {
+					crossed.Done()
+					crossed.Wait()
+				}
+				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
+					return err
+				}
+			}
+			return recordEffect(ctx, tx, m)
+		}
+		var retriedFirst atomic.Int32
+		p := f.processor(nil, "g", h, txconsume.WithHooks(txconsume.Hooks{
+			OnRetry: func(_ context.Context, ms []*txconsume.Message, _ int, err error, _ time.Duration) {
+				if ms[0].ID == "bad" {
+					retriedFirst.Add(1)
+				}
+			},
+		}))
+		// Batch 2 writes more rows before B, so InnoDB, which rolls back the lighter
+		// transaction, picks batch 1 as the victim.
+		batches := [][]*txconsume.Message{msgs("bad", "A"), msgs("b1", "b2", "b3", "b4", "b5", "b6", "B")}
+		errs := make([]error, 2)
+		rss := make([][]txconsume.Result, 2)
+		runConcurrently(2, func(i int) { rss[i], errs[i] = p.ProcessBatch(ctx, batches[i]) })
+		var be *txconsume.BatchError
+		require.ErrorAs(t, errs[0], &be)
+		require.Len(t, be.Failures, 1)
+		require.Equal(t, []txconsume.Result{0, A}, rss[0])
+		require.NoError(t, errs[1])
+		require.Equal(t, []txconsume.Result{A, A, A, A, A, A, A}, rss[1])
+		r := int(retriedFirst.Load())
+		require.Equal(t, 1, r, "batch 1 lost the deadlock once")
+		mu.Lock()
+		require.Equal(t, 2+r, calls["bad"], "optimistic run, then one savepoint run per attempt")
+		require.Equal(t, 1+r, calls["A"], "A never ran optimistically")
+		mu.Unlock()
+		require.Equal(t, 1, f.effects("A"))
+		require.Equal(t, 1, f.effects("B"))
+		require.Equal(t, 0, f.effects("bad"))
+		require.Equal(t, 8, f.dedupRows())
+		var x, y int
+		require.NoError(t, f.db.Get(&x, "SELECT n FROM t_counter WHERE name = 'x'"))
+		require.NoError(t, f.db.Get(&y, "SELECT n FROM t_counter WHERE name = 'y'"))
+		require.Equal(t, []int{2, 2}, []int{x, y})
+	})
+
+	t.Run("a handler failing on a cancelled context fails the batch without a rerun", func(t *testing.T) {
+		f := newFixture(t)
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		pr := probe(failOn(map[string]func() error{"b": func() error {
+			cancel()
+			return errors.New("gave up")
+		}}))
+		p := f.processor(nil, "g", pr.handle)
+		rs, err := p.ProcessBatch(cctx, msgs("a", "b", "c"))
+		require.ErrorIs(t, err, context.Canceled)
+		var be *txconsume.BatchError
+		require.False(t, errors.As(err, &be), "not a partial failure: nothing committed")
+		require.Nil(t, rs)
+		require.Equal(t, []string{"a", "b"}, pr.ids())
+		require.Equal(t, 0, f.totalEffects())
+		require.Equal(t, 0, f.dedupRows())
+	})
+
+	t.Run("concurrent overlapping batches with failures apply every message at most once", func(t *testing.T) {
+		f := newFixture(t)
+		const workers, size = 8, 16
+		ids := make([]string, 40)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("m-%02d", i)
+		}
+		// Every seventh key always fails, every eleventh is poison: most batches fall back.
+		fails := func(id string) bool { return id == "m-07" || id == "m-14" || id == "m-21" || id == "m-28" }
+		poison := func(id string) bool { return id == "m-11" || id == "m-22" || id == "m-33" }
+		h := count(func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+			if err := recordEffect(ctx, tx, m); err != nil {
+				return err
+			}
+			switch {
+			case fails(m.ID):
+				return errors.New("always fails")
+			case poison(m.ID):
+				return txconsume.Discard(errors.New("poison"))
+			}
+			return nil
+		})
+		procs := []*txconsume.Processor{
+			f.processor(f.pool(""), "g", h.handle),
+			f.processor(f.pool(""), "g", h.handle),
+		}
+		errs := make([]error, workers)
+		applied := make([]int, workers)
+		discarded := make([]int, workers)
+		runConcurrently(workers, func(w int) {
+			r := rand.New(rand.NewPCG(uint64(w), 11))
+			batch := make([]*txconsume.Message, size)
+			for i := range batch {
+				batch[i] = msg(ids[r.IntN(len(ids))])
+			}
+			rs, err := procs[w%2].ProcessBatch(ctx, batch)
+			var be *txconsume.BatchError
+			if errors.As(err, &be) {
+				for _, fl := range be.Failures {
+					if !fails(batch[fl.Index].ID) {
+						err = fmt.Errorf("message %s failed: %w", batch[fl.Index].ID, fl.Err)
+						break
+					}
+					err = nil
+				}
+			}
+			errs[w] = err
+			applied[w] = countResult(rs, txconsume.Applied)
+			discarded[w] = countResult(rs, txconsume.Discarded)
+		})
+		totalApplied, totalDiscarded := 0, 0
+		for w, err := range errs {
+			require.NoError(t, err, "worker %d", w)
+			totalApplied += applied[w]
+			totalDiscarded += discarded[w]
+		}
+		var appliedRows, discardedRows int
+		require.NoError(t, f.db.Get(&appliedRows, "SELECT COUNT(*) FROM txconsume_dedup WHERE outcome = ?", txconsume.OutcomeApplied))
+		require.NoError(t, f.db.Get(&discardedRows, "SELECT COUNT(*) FROM txconsume_dedup WHERE outcome = ?", txconsume.OutcomeDiscarded))
+		require.Equal(t, appliedRows, totalApplied, "one Applied per applied key across all batches")
+		require.Equal(t, discardedRows, totalDiscarded, "one Discarded per discarded key")
+		require.Positive(t, totalDiscarded, "some batches fell back")
+		for _, id := range ids {
+			switch {
+			case fails(id):
+				require.Equal(t, 0, f.effects(id), id)
+				require.Equal(t, "", f.outcome("g", id), id)
+			case poison(id):
+				require.Equal(t, 0, f.effects(id), id)
+				require.Contains(t, []string{"", txconsume.OutcomeDiscarded}, f.outcome("g", id), id)
+			default:
+				require.LessOrEqual(t, f.effects(id), 1, id)
+				if f.outcome("g", id) != "" {
+					require.Equal(t, 1, f.effects(id), id)
+				}
+			}
+		}
 	})
 }

@@ -68,6 +68,15 @@
 //     effects inside the transaction: whatever they do elsewhere (HTTP calls, e-mail) may happen
 //     more than once. For such effects see package idem.
 //
+// # Batches
+//
+// ProcessBatch consumes many messages in one transaction: one claim statement, one commit. The
+// handlers run without savepoints; if one of them fails (error, panic, Discard,
+// ErrAlreadyApplied), the transaction is rolled back and the batch runs once more with a
+// savepoint around each handler, so that only the failed messages are rolled back and the others
+// commit. A failure inside a batch therefore runs the handlers before it a second time: one more
+// reason to keep effects inside the transaction. Failed messages come back in a *BatchError.
+//
 // # Row-lock mode
 //
 // When the business state already says whether a message was applied (an order that is PAID),
