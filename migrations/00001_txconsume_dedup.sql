@@ -8,7 +8,10 @@
 -- claim_token is written only by ProcessBatch: the rows a batch transaction inserts carry its
 -- random token, which lets one SELECT tell the keys it claimed from those that already existed.
 --
--- created_at is indexed so that old rows can be deleted in time order (retention).
+-- created_at is indexed so that old rows can be deleted in time order (retention). It holds the
+-- database server's clock in UTC whatever the session's time_zone, so consumers and the retention
+-- job agree on ages even with different DSN settings (expression defaults need MySQL 8.0.13+ or
+-- MariaDB 10.2+).
 
 -- +goose Up
 CREATE TABLE IF NOT EXISTS txconsume_dedup (
@@ -18,7 +21,7 @@ CREATE TABLE IF NOT EXISTS txconsume_dedup (
     msg_id         VARBINARY(255) NOT NULL DEFAULT '',
     outcome        VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'applied',
     claim_token    BIGINT UNSIGNED NOT NULL DEFAULT 0,
-    created_at     DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    created_at     DATETIME(6) NOT NULL DEFAULT (UTC_TIMESTAMP(6)),
     PRIMARY KEY (consumer_group, dedup_key),
     KEY txconsume_dedup_created_at (created_at)
 ) ENGINE = InnoDB;

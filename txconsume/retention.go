@@ -66,12 +66,9 @@ type RetentionOptions struct {
 //
 // # Which clock
 //
-// created_at is filled by the database (DEFAULT CURRENT_TIMESTAMP(6)) with the server's time in
-// the session time zone of the connection that claimed the key, and the application's clock never
-// enters. The cutoff is computed the same way, as NOW(6) - age on the database server, once
-// per call. Run this with the same time_zone session setting as the consumers (the default, the
-// server's time zone, for a DSN that does not set one); a time zone with daylight saving time
-// makes the age uncertain by up to the size of the shift, which a retention of days absorbs.
+// created_at is filled by the database (DEFAULT (UTC_TIMESTAMP(6))) with the server's clock in
+// UTC, so neither the application's clock nor any session's time_zone setting enters. The cutoff
+// is computed the same way, as UTC_TIMESTAMP(6) - age on the database server, once per call.
 //
 // # How it deletes
 //
@@ -172,7 +169,7 @@ func checkRetention(db *sqlx.DB, age time.Duration, opts RetentionOptions) (int,
 	return batch, nil
 }
 
-// dedupCutoff computes NOW(6) - age on the server, in the session time zone, as the DATETIME(6)
+// dedupCutoff computes UTC_TIMESTAMP(6) - age on the server, as the DATETIME(6)
 // literal created_at is compared with. It comes back formatted as text so that neither the
 // driver's parseTime nor its loc setting can convert it on the way out or back in; the server
 // casts the literal to DATETIME(6) when it compares it with the column, which keeps the index
@@ -180,7 +177,7 @@ func checkRetention(db *sqlx.DB, age time.Duration, opts RetentionOptions) (int,
 func dedupCutoff(ctx context.Context, db *sqlx.DB, age time.Duration) (string, error) {
 	var cutoff string
 	err := db.QueryRowContext(ctx,
-		"SELECT DATE_FORMAT(NOW(6) - INTERVAL ? MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')", age.Microseconds()).Scan(&cutoff)
+		"SELECT DATE_FORMAT(UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')", age.Microseconds()).Scan(&cutoff)
 	if err != nil {
 		return "", fmt.Errorf("txconsume: retention cutoff: %w", err)
 	}

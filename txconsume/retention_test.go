@@ -39,10 +39,10 @@ func TestRetentionDelete(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, txconsume.Applied, r)
 		}
-		_, err := f.db.ExecContext(ctx, "UPDATE txconsume_dedup SET created_at = NOW(6) - INTERVAL 200 HOUR "+
+		_, err := f.db.ExecContext(ctx, "UPDATE txconsume_dedup SET created_at = UTC_TIMESTAMP(6) - INTERVAL 200 HOUR "+
 			"WHERE dedup_key LIKE 'old-%' OR dedup_key LIKE 'h-old-%'")
 		require.NoError(t, err)
-		_, err = f.db.ExecContext(ctx, "UPDATE txconsume_dedup SET created_at = NOW(6) - INTERVAL 167 HOUR "+
+		_, err = f.db.ExecContext(ctx, "UPDATE txconsume_dedup SET created_at = UTC_TIMESTAMP(6) - INTERVAL 167 HOUR "+
 			"WHERE dedup_key = 'edge'")
 		require.NoError(t, err)
 		return f, pg
@@ -122,7 +122,7 @@ func TestRetentionDelete(t *testing.T) {
 		noop := f.processor(nil, "g", func(context.Context, *sqlx.Tx, *txconsume.Message) error { return nil })
 		_, err := noop.Process(ctx, msg(long))
 		require.NoError(t, err)
-		_, err = f.db.ExecContext(ctx, "UPDATE txconsume_dedup SET created_at = NOW(6) - INTERVAL 200 HOUR WHERE dedup_key = ?",
+		_, err = f.db.ExecContext(ctx, "UPDATE txconsume_dedup SET created_at = UTC_TIMESTAMP(6) - INTERVAL 200 HOUR WHERE dedup_key = ?",
 			txconsume.StoredKey(long))
 		require.NoError(t, err)
 		n, err := txconsume.DeleteDedupOlderThan(ctx, f.db, age, txconsume.RetentionOptions{})
@@ -134,7 +134,7 @@ func TestRetentionDelete(t *testing.T) {
 	t.Run("the delete is a primary-key lookup", func(t *testing.T) {
 		f, _ := setup(t, 3, 0)
 		// The same statement shape DeleteDedupOlderThan issues, for three keys.
-		rows, err := f.db.QueryxContext(ctx, "EXPLAIN DELETE FROM txconsume_dedup WHERE created_at < NOW(6) AND "+
+		rows, err := f.db.QueryxContext(ctx, "EXPLAIN DELETE FROM txconsume_dedup WHERE created_at < UTC_TIMESTAMP(6) AND "+
 			"((consumer_group = ? AND dedup_key = ?) OR (consumer_group = ? AND dedup_key = ?) OR (consumer_group = ? AND dedup_key = ?))",
 			"g", "old-0", "g", "old-1", "g", "old-2")
 		require.NoError(t, err)
@@ -170,4 +170,27 @@ func TestRetentionDelete(t *testing.T) {
 		require.Equal(t, int64(3), n, "the first batch stays deleted")
 		require.Equal(t, 9, f.dedupRows())
 	})
+}
+
+// Ages are measured on one clock whatever time_zone the consumers' and the cleaner's sessions use:
+// a key claimed a moment ago by a session five hours behind UTC is not an hour old for a cleaner
+// nine hours ahead.
+func TestRetentionIgnoresSessionTimeZones(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	west := f.pool("time_zone=%27-05%3A00%27")
+	east := f.pool("time_zone=%27%2B09%3A00%27")
+
+	p := f.processor(west, "g", recordEffect)
+	r, err := p.Process(ctx, msg("fresh"))
+	require.NoError(t, err)
+	require.Equal(t, txconsume.Applied, r)
+
+	n, err := txconsume.CountDedupOlderThan(ctx, east, time.Hour, "")
+	require.NoError(t, err)
+	require.Zero(t, n, "a key claimed just now counts as older than an hour")
+	deleted, err := txconsume.DeleteDedupOlderThan(ctx, east, time.Hour, txconsume.RetentionOptions{})
+	require.NoError(t, err)
+	require.Zero(t, deleted)
+	require.Equal(t, "applied", f.outcome("g", "fresh"))
 }

@@ -94,7 +94,7 @@ type dedupRecord struct {
 
 func loadDedup(ctx context.Context, q sqlx.QueryerContext, group, stored string, forUpdate bool) (*dedupRecord, error) {
 	query := `SELECT outcome, topic, msg_id, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f') AS created_at,
-		TIMESTAMPDIFF(SECOND, created_at, NOW(6)) AS age_secs
+		TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP(6)) AS age_secs
 		FROM ` + txconsume.DedupTable + ` WHERE consumer_group = ? AND dedup_key = ?`
 	if forUpdate {
 		query += " FOR UPDATE"

@@ -62,7 +62,7 @@ func TestCLI(t *testing.T) {
 	}
 	dedup := func(t *testing.T, db *sql.DB, group, key string, ageHours int) {
 		exec(t, db, "INSERT INTO txconsume_dedup (consumer_group, dedup_key, topic, msg_id, created_at) "+
-			"VALUES (?, ?, 'orders', LEFT(?, 255), NOW(6) - INTERVAL ? HOUR)", group, txconsume.StoredKey(key), "msg-"+key, ageHours)
+			"VALUES (?, ?, 'orders', LEFT(?, 255), UTC_TIMESTAMP(6) - INTERVAL ? HOUR)", group, txconsume.StoredKey(key), "msg-"+key, ageHours)
 	}
 
 	t.Run("migrate up, status, down", func(t *testing.T) {
