@@ -2,6 +2,7 @@ package txconsume_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -84,6 +85,8 @@ var benchHandlers = []struct {
 	{"handler=insert", benchHandler},
 	{"handler=order", orderHandler},
 }
+
+var errBench = errors.New("bench: this message fails")
 
 // benchHandler is a small, realistic handler: one insert.
 func benchHandler(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
@@ -192,6 +195,28 @@ func BenchmarkBatch32(b *testing.B) {
 		b.Run(d.name+"/process-batch", func(b *testing.B) {
 			for b.Loop() {
 				if _, err := p.ProcessBatch(ctx, batch()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b)
+		})
+		// One message in the middle of every batch fails: the price of the fallback, an
+		// optimistic run up to the failure plus a run of the whole batch with savepoints.
+		failing, err := txconsume.New(db, "bench", func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+			if err := benchHandler(ctx, tx, m); err != nil {
+				return err
+			}
+			if m.Properties["fail"] != "" {
+				return errBench
+			}
+			return nil
+		})
+		require.NoError(b, err)
+		b.Run(d.name+"/process-batch-one-fails", func(b *testing.B) {
+			for b.Loop() {
+				ms := batch()
+				ms[size/2].Properties = map[string]string{"fail": "1"}
+				if _, err := failing.ProcessBatch(ctx, ms); !errors.Is(err, errBench) {
 					b.Fatal(err)
 				}
 			}
