@@ -20,6 +20,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -56,9 +57,25 @@ func NewProvider(db *sql.DB) (*goose.Provider, error) {
 // Up applies every pending migration. It is a no-op when the schema is current, and safe to call
 // concurrently from several processes: they wait for each other on a named lock.
 func Up(ctx context.Context, db *sql.DB) error {
-	p, err := NewProvider(db)
-	if err != nil {
+	return UpFS(ctx, db, FS, VersionTable)
+}
+
+// UpFS applies the goose SQL migrations in fsys (files named like 00001_name.sql at its root),
+// recording them in versionTable, with the same guarantees as Up: instances that start together
+// wait for each other on the database's migration lock and each migration is applied once. A
+// service can use it for its own schema beside txconsume's; give it a version table of its own.
+func UpFS(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error {
+	locker := newMySQLLocker(DefaultLockTimeout)
+	if err := prepareVersionTable(ctx, db, versionTable, locker); err != nil {
 		return err
+	}
+	p, err := goose.NewProvider(goose.DialectMySQL, db, fsys,
+		goose.WithTableName(versionTable),
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("migrations: up: %w", err)

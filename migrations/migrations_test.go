@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -100,6 +101,53 @@ func TestMigrations(t *testing.T) {
 
 		require.NoError(t, migrations.Up(ctx, db))
 		require.True(t, tableExists(t, db, "txconsume_dedup"))
+	})
+
+	t.Run("UpFS applies a service's own schema beside txconsume's", func(t *testing.T) {
+		_, db := setup(t)
+		own := fstest.MapFS{
+			"00001_widgets.sql": {Data: []byte("-- +goose Up\nCREATE TABLE widgets (id INT PRIMARY KEY);\n" +
+				"-- +goose Down\nDROP TABLE widgets;\n")},
+		}
+		require.NoError(t, migrations.Up(ctx, db))
+		require.NoError(t, migrations.UpFS(ctx, db, own, "widgets_version"))
+		require.NoError(t, migrations.UpFS(ctx, db, own, "widgets_version"), "a second run is a no-op")
+		require.True(t, tableExists(t, db, "widgets"))
+		var versions []int64
+		rows, err := db.QueryContext(ctx, "SELECT version_id FROM widgets_version ORDER BY id")
+		require.NoError(t, err)
+		defer rows.Close()
+		for rows.Next() {
+			var v int64
+			require.NoError(t, rows.Scan(&v))
+			versions = append(versions, v)
+		}
+		require.NoError(t, rows.Err())
+		require.Equal(t, []int64{0, 1}, versions, "its own history, apart from txconsume's")
+		require.Len(t, appliedRows(t, db), sources(t)+1, "txconsume's history is untouched")
+	})
+
+	t.Run("instances starting at the same instant all succeed", func(t *testing.T) {
+		// Without anything to queue on first, the instances race for the lock itself; repeated
+		// because the window in which one of them could read the version table half made is short.
+		for round := range 10 {
+			dsn, db := setup(t)
+			const instances = 4
+			errs := make([]error, instances)
+			var wg sync.WaitGroup
+			for i := range instances {
+				pool := testenv.OpenMySQL(t, dsn).DB
+				wg.Go(func() { errs[i] = migrations.Up(ctx, pool) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				require.NoError(t, err, "round %d, instance %d", round, i)
+			}
+			for v, n := range appliedRows(t, db) {
+				require.Equal(t, 1, n, "round %d: version %d applied %d times", round, v, n)
+			}
+			require.Len(t, appliedRows(t, db), sources(t)+1)
+		}
 	})
 
 	t.Run("concurrent instances apply each migration exactly once", func(t *testing.T) {
