@@ -25,8 +25,9 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 
 // ProcessBatch consumes msgs in one transaction, which costs one commit instead of len(msgs):
 //
-//   - the keys of the whole batch are claimed by one multi-row statement, and one SELECT tells
-//     which of them this transaction claimed; the others were consumed before: Duplicate;
+//   - the keys of the whole batch are claimed by one multi-row statement (one per 1000 keys),
+//     and one SELECT tells which of them this transaction claimed; the others were consumed
+//     before: Duplicate;
 //   - messages sharing a key inside the batch collapse: the first one is handled, the later
 //     ones are Duplicate (or fail with it, if it fails);
 //   - the handlers run one after the other in that transaction, without savepoints. If all of
@@ -286,7 +287,8 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// claimBatch claims b.keys with one statement and returns the set this transaction claimed.
+// claimBatch claims b.keys with one statement per maxKeysPerStatement keys and returns the set
+// this transaction claimed.
 //
 // Why this shape: a plain multi-row INSERT fails as a whole on the first duplicate, and INSERT
 // IGNORE would also swallow errors that are not duplicates (truncation, bad values). MySQL has no
@@ -302,16 +304,35 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 // transaction rolled back, inserts it.
 func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch) (map[string]bool, error) {
 	token := rand.Uint64()>>1 | 1 // never 0, fits a signed BIGINT too
-	var q strings.Builder
-	q.WriteString("INSERT INTO " + DedupTable + " (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES ")
-	args := make([]any, 0, 6*len(b.keys)+1)
 	firstMsg := map[string]*Message{}
 	for i := range b.items {
 		if it := &b.items[i]; it.keyErr == nil && it.first == i {
 			firstMsg[it.key] = b.msgs[i]
 		}
 	}
-	for i, k := range b.keys {
+	claimed := make(map[string]bool, len(b.keys))
+	// Chunks keep every statement under the server's limit of 65535 placeholders; taken in the
+	// sorted order of b.keys, they still lock keys in one global order.
+	for keys := range slices.Chunk(b.keys, maxKeysPerStatement) {
+		if err := p.claimChunk(ctx, tx, keys, firstMsg, token, claimed); err != nil {
+			return nil, err
+		}
+	}
+	return claimed, nil
+}
+
+// maxKeysPerStatement bounds the keys one claim, SELECT or update statement names: the claim
+// binds six placeholders per key, and a prepared statement may have at most 65535.
+const maxKeysPerStatement = 1000
+
+// claimChunk claims keys (at most maxKeysPerStatement) and adds those this transaction inserted
+// to claimed.
+func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, firstMsg map[string]*Message,
+	token uint64, claimed map[string]bool) error {
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + DedupTable + " (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES ")
+	args := make([]any, 0, 6*len(keys)+1)
+	for i, k := range keys {
 		if i > 0 {
 			q.WriteString(", ")
 		}
@@ -322,13 +343,13 @@ func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch) (map[
 	q.WriteString(" ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = ?, 0, claim_token)")
 	args = append(args, token)
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-		return nil, fmt.Errorf("claim keys: %w", err)
+		return fmt.Errorf("claim keys: %w", err)
 	}
 
 	q.Reset()
 	q.WriteString("SELECT dedup_key FROM " + DedupTable + " WHERE consumer_group = ? AND claim_token = ? AND dedup_key IN (")
 	args = append(args[:0], p.group, token)
-	for i, k := range b.keys {
+	for i, k := range keys {
 		if i > 0 {
 			q.WriteString(", ")
 		}
@@ -338,35 +359,35 @@ func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch) (map[
 	q.WriteString(")")
 	rows, err := tx.QueryContext(ctx, q.String(), args...)
 	if err != nil {
-		return nil, fmt.Errorf("read claims: %w", err)
+		return fmt.Errorf("read claims: %w", err)
 	}
 	defer rows.Close()
-	claimed := make(map[string]bool, len(b.keys))
 	for rows.Next() {
 		var k []byte
 		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("read claims: %w", err)
+			return fmt.Errorf("read claims: %w", err)
 		}
 		claimed[string(k)] = true
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read claims: %w", err)
+		return fmt.Errorf("read claims: %w", err)
 	}
-	return claimed, nil
+	return nil
 }
 
 // updateClaims runs stmt (a DELETE or UPDATE of the dedup table) on this group's keys, in one
-// statement; nothing when keys is empty.
+// statement per maxKeysPerStatement keys; nothing when keys is empty.
 func (p *Processor) updateClaims(ctx context.Context, tx *sqlx.Tx, stmt string, keys []string) error {
-	if len(keys) == 0 {
-		return nil
+	for chunk := range slices.Chunk(keys, maxKeysPerStatement) {
+		q := stmt + " WHERE consumer_group = ? AND dedup_key IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, p.group)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
 	}
-	q := stmt + " WHERE consumer_group = ? AND dedup_key IN (?" + strings.Repeat(", ?", len(keys)-1) + ")"
-	args := make([]any, 0, len(keys)+1)
-	args = append(args, p.group)
-	for _, k := range keys {
-		args = append(args, k)
-	}
-	_, err := tx.ExecContext(ctx, q, args...)
-	return err
+	return nil
 }
