@@ -287,11 +287,16 @@ func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() 
 func (p *Processor) backoff(attempt int) time.Duration {
 	d := p.cfg.backoffMin
 	for i := 1; i < attempt && d < p.cfg.backoffMax; i++ {
+		if d > p.cfg.backoffMax/2 {
+			// Doubling would pass the maximum, or overflow into a negative delay that
+			// rand.N panics on.
+			d = p.cfg.backoffMax
+			break
+		}
 		d *= 2
 	}
-	d = min(d, p.cfg.backoffMax)
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half)
 }
 
 func (p *Processor) wrapErr(msg *Message, err error) error {
