@@ -210,7 +210,7 @@ func (s *RedisStore) inspectKey(ctx context.Context, key Key) (Record, bool, err
 		return Record{}, false, nil
 	}
 	pttl, _ := res[1].(int64)
-	r := Record{Key: key, StoredID: key.ID, Remaining: time.Duration(pttl) * time.Millisecond}
+	r := Record{Key: key, StoredID: key.ID, Remaining: fromMillis(pttl)}
 	switch {
 	case strings.HasPrefix(value, redisProcessing):
 		r.State, r.Owner = InProgress, strings.TrimPrefix(value, redisProcessing)

@@ -3,6 +3,7 @@ package idem
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -82,13 +83,23 @@ func (s *RedisStore) redisKey(k Key) string {
 }
 
 // millis rounds d up to whole milliseconds, the unit of PX: rounding down could turn a short TTL
-// into 0, which Redis rejects.
+// into 0, which Redis rejects. It divides before rounding up, because adding first overflows for
+// durations near the longest one and would turn "keep it for good" into 1ms.
 func millis(d time.Duration) int64 {
-	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
-	if ms < 1 {
-		ms = 1
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond > 0 {
+		ms++
 	}
-	return ms
+	return max(ms, 1)
+}
+
+// fromMillis converts a PTTL back to a Duration, saturating: a record kept for the longest
+// Duration has its PX rounded up past what a Duration can hold.
+func fromMillis(ms int64) time.Duration {
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // Acquire implements Store.
@@ -106,7 +117,7 @@ func (s *RedisStore) Acquire(ctx context.Context, key Key, owner string, ttl tim
 	value, _ := res[1].(string)
 	var remaining time.Duration
 	if pttl, _ := res[2].(int64); pttl > 0 {
-		remaining = time.Duration(pttl) * time.Millisecond
+		remaining = fromMillis(pttl)
 	}
 	switch {
 	case strings.HasPrefix(value, redisConsumed):

@@ -3,6 +3,7 @@ package idemtest
 import (
 	"context"
 	"crypto/rand"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -159,6 +160,24 @@ func runStore(t *testing.T, setup func(t *testing.T) Backend) {
 		require.NoError(t, s.MarkConsumed(ctx, key, o, shortTTL))
 		requireState(t, s, key, idem.Consumed)
 		eventuallyAcquire(t, s, key)
+	})
+
+	t.Run("LongestDurationsAreKept", func(t *testing.T) {
+		// The longest time.Duration (about 292 years) is how a caller says "keep it for good"; a
+		// conversion that overflows would turn it into an expiry in the past or a moment away.
+		s := newStore(t, setup(t))
+		o := owner()
+		mustAcquire(t, s, key, o, math.MaxInt64)
+		a, err := s.Acquire(ctx, key, owner(), longTTL)
+		require.NoError(t, err)
+		require.Equal(t, idem.InProgress, a.State)
+		require.Greater(t, a.Remaining, 100*365*24*time.Hour)
+
+		require.NoError(t, s.MarkConsumed(ctx, key, o, math.MaxInt64))
+		a, err = s.Acquire(ctx, key, owner(), longTTL)
+		require.NoError(t, err)
+		require.Equal(t, idem.Consumed, a.State)
+		require.Greater(t, a.Remaining, 100*365*24*time.Hour)
 	})
 
 	t.Run("KeysAreNamespacedAndByteExact", func(t *testing.T) {
