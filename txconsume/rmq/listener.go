@@ -145,6 +145,10 @@ func (l *listener) process(ctx context.Context, msgs []*primitive.MessageExt, or
 	}()
 	tms := make([]*txconsume.Message, len(msgs))
 	for i, m := range msgs {
+		if m == nil {
+			// Nothing to process or to name: fail the delivery rather than acknowledge it.
+			return fmt.Errorf("rmq: delivery holds a nil message at index %d", i)
+		}
 		tms[i] = FromMessageExt(m)
 	}
 	if l.bp != nil && len(tms) > 1 && !ordered {
@@ -186,14 +190,24 @@ func (e *MessageError) Error() string { return "rmq: message " + e.ID + ": " + e
 func (e *MessageError) Unwrap() error { return e.Err }
 
 func (l *listener) logFailure(ctx context.Context, msgs []*primitive.MessageExt, err error, attrs ...slog.Attr) {
-	ids := make([]string, len(msgs))
+	var (
+		ids       = make([]string, len(msgs))
+		topic     string
+		reconsume int32
+	)
 	for i, m := range msgs {
+		if m == nil {
+			continue
+		}
 		ids[i] = FromMessageExt(m).ID
+		if topic == "" {
+			topic, reconsume = m.Topic, m.ReconsumeTimes
+		}
 	}
 	all := append([]slog.Attr{
-		slog.String("topic", msgs[0].Topic),
+		slog.String("topic", topic),
 		slog.Any("ids", ids),
-		slog.Int("reconsume_times", int(msgs[0].ReconsumeTimes)),
+		slog.Int("reconsume_times", int(reconsume)),
 		slog.Any("error", err),
 	}, attrs...)
 	l.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "rmq: delivery failed, redelivering", all...)

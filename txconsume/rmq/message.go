@@ -20,8 +20,11 @@ import (
 // Topic is the original topic also for redeliveries from %RETRY%<group> (the client restores it
 // before the listener runs). Keys are the space-separated KEYS split into a slice. Properties hold
 // the user properties only: the client's and broker's reserved properties (KEYS, TAGS, UNIQ_KEY,
-// DELAY, RETRY_TOPIC, ...) are left out. Body is not copied.
+// DELAY, RETRY_TOPIC, ...) are left out. Body is not copied. A nil m gives nil.
 func FromMessageExt(m *primitive.MessageExt) *txconsume.Message {
+	if m == nil {
+		return nil
+	}
 	props := m.GetProperties()
 	id := props[primitive.PropertyUniqueClientMessageIdKeyIndex]
 	if id == "" {

@@ -110,6 +110,9 @@ func TestRMQFromMessageExt(t *testing.T) {
 		m.WithProperty(primitive.PropertyOriginMessageId, "OFFSET-1")
 		require.Equal(t, "OFFSET-1", rmq.FromMessageExt(m).ID)
 	})
+	t.Run("nil", func(t *testing.T) {
+		require.Nil(t, rmq.FromMessageExt(nil))
+	})
 	t.Run("without UNIQ_KEY nor origin the broker id", func(t *testing.T) {
 		m := &primitive.MessageExt{MsgId: "OFFSET-1", OffsetMsgId: "OFFSET-1"}
 		got := rmq.FromMessageExt(m)
@@ -193,6 +196,21 @@ func TestRMQListener(t *testing.T) {
 		require.ErrorAs(t, err, &me)
 		require.Equal(t, "b", me.ID)
 		require.Equal(t, []string{"a", "b", "c"}, p.calls)
+	})
+	t.Run("a nil message fails the delivery without reaching the processor", func(t *testing.T) {
+		for name, listener := range map[string]func(rmq.Processor, ...rmq.ListenerOption) rmq.ListenerFunc{
+			"concurrent": rmq.Listener,
+			"orderly":    rmq.OrderlyListener,
+		} {
+			t.Run(name, func(t *testing.T) {
+				p := &stub{}
+				ctx, _ := orderlyCtx()
+				res, err := listener(p, quiet)(ctx, nil, ext("a"))
+				require.Error(t, err)
+				require.NotEqual(t, consumer.ConsumeSuccess, res)
+				require.Empty(t, p.calls)
+			})
+		}
 	})
 	t.Run("invalid options panic", func(t *testing.T) {
 		require.Panics(t, func() { rmq.Listener(&stub{}, rmq.WithRetryDelayLevel(19)) })
