@@ -178,11 +178,17 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	select {
 	case <-c.idle:
 	case <-ctx.Done():
-		c.mu.Lock()
-		left := c.inflight
-		c.mu.Unlock()
-		c.abort()
-		errs = append(errs, fmt.Errorf("rmq: shutdown gave up waiting for %d in-flight deliveries: %w", left, ctx.Err()))
+		// select picks at random among ready cases: an ended ctx must not turn a drained consumer
+		// into a failed shutdown.
+		select {
+		case <-c.idle:
+		default:
+			c.mu.Lock()
+			left := c.inflight
+			c.mu.Unlock()
+			c.abort()
+			errs = append(errs, fmt.Errorf("rmq: shutdown gave up waiting for %d in-flight deliveries: %w", left, ctx.Err()))
+		}
 	}
 	if err := c.push.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("rmq: client shutdown: %w", err))
