@@ -263,8 +263,8 @@ func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() 
 		if attempt > p.cfg.maxRetries {
 			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err)
 		}
-		if ctx.Err() != nil {
-			return err
+		if cerr := ctx.Err(); cerr != nil {
+			return retryAbandoned(err, cerr)
 		}
 		delay := p.backoff(attempt)
 		p.cfg.logger.WarnContext(ctx, "txconsume: lock conflict, retrying transaction",
@@ -277,10 +277,16 @@ func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return retryAbandoned(err, ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// retryAbandoned keeps both the lock conflict and the context's error, so that callers can tell
+// with errors.Is that the retry was cut short by cancellation or a deadline.
+func retryAbandoned(err, cerr error) error {
+	return fmt.Errorf("%w (retry abandoned: %w)", err, cerr)
 }
 
 // backoff returns a random delay in [d/2, d), d = min(max, min*2^(attempt-1)).
