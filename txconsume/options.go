@@ -66,7 +66,8 @@ func WithRowLock() Option {
 
 // WithIsolation sets the isolation level of the Processor's transactions.
 // Default: sql.LevelDefault, the server's level (REPEATABLE READ on MySQL and MariaDB).
-// Both REPEATABLE READ and READ COMMITTED are supported. A non-default level costs one
+// Both REPEATABLE READ and READ COMMITTED are supported; New rejects the levels MySQL and MariaDB
+// do not have (snapshot, write committed, linearizable). A non-default level costs one
 // extra round trip per transaction with go-sql-driver/mysql (SET TRANSACTION ISOLATION LEVEL);
 // to avoid it, leave this unset and set the session level in the DSN instead
 // (transaction_isolation='READ-COMMITTED' on MySQL 8 and MariaDB 11.1+, tx_isolation on older

@@ -69,6 +69,12 @@ func New(db *sqlx.DB, group string, h Handler, opts ...Option) (*Processor, erro
 	if cfg.txOptions.ReadOnly {
 		return nil, errors.New("txconsume: New: read-only transactions cannot claim keys")
 	}
+	switch cfg.txOptions.Isolation {
+	case sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted, sql.LevelRepeatableRead, sql.LevelSerializable:
+	default:
+		// The driver would reject every Begin, failing every message instead of the setup.
+		return nil, fmt.Errorf("txconsume: New: isolation level %s does not exist in MySQL or MariaDB", cfg.txOptions.Isolation)
+	}
 	return &Processor{db: db, group: group, h: h, cfg: cfg}, nil
 }
 

@@ -2,6 +2,7 @@ package txconsume_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -124,6 +125,10 @@ func TestNewValidates(t *testing.T) {
 		"negative retry": {db, "g", h, []txconsume.Option{txconsume.WithMaxRetries(-1)}},
 		"bad backoff":    {db, "g", h, []txconsume.Option{txconsume.WithRetryBackoff(time.Second, time.Millisecond)}},
 		"nil logger":     {db, "g", h, []txconsume.Option{txconsume.WithLogger(nil)}},
+		// MySQL and MariaDB have no such levels: every Begin would fail, every message with it.
+		"snapshot isolation":     {db, "g", h, []txconsume.Option{txconsume.WithIsolation(sql.LevelSnapshot)}},
+		"linearizable isolation": {db, "g", h, []txconsume.Option{txconsume.WithIsolation(sql.LevelLinearizable)}},
+		"write committed":        {db, "g", h, []txconsume.Option{txconsume.WithIsolation(sql.LevelWriteCommitted)}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := txconsume.New(tc.db, tc.group, tc.h, tc.opts...)
@@ -133,4 +138,9 @@ func TestNewValidates(t *testing.T) {
 	p, err := txconsume.New(db, "g", h)
 	require.NoError(t, err)
 	require.Equal(t, "g", p.Group())
+	for _, level := range []sql.IsolationLevel{sql.LevelDefault, sql.LevelReadUncommitted,
+		sql.LevelReadCommitted, sql.LevelRepeatableRead, sql.LevelSerializable} {
+		_, err := txconsume.New(db, "g", h, txconsume.WithIsolation(level))
+		require.NoError(t, err, level.String())
+	}
 }
