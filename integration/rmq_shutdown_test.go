@@ -2,15 +2,9 @@ package integration
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/txconsume/txconsume/internal/testenv"
-	"github.com/txconsume/txconsume/txconsume"
-	"github.com/txconsume/txconsume/txconsume/rmq"
 )
 
 // TestRMQShutdownWaitsForSlowHandler: Shutdown begins while a handler is inside its transaction. It
@@ -60,31 +54,4 @@ func TestRMQShutdownWaitsForSlowHandler(t *testing.T) {
 	require.Equal(t, 1, slow)
 	t.Logf("after restart: %s", e.stats)
 	w.shutdown()
-}
-
-// TestRMQShutdownIdleWithEndedContext: with nothing in flight there is nothing to give up on, so
-// Shutdown succeeds even when its context has already ended. Several consumers, because the two
-// ready cases of a select are picked at random.
-func TestRMQShutdownIdleWithEndedContext(t *testing.T) {
-	mq := testenv.NewRocketMQ(t)
-	ended, cancel := context.WithCancel(context.Background())
-	cancel()
-	for i := range 6 {
-		c, err := rmq.NewConsumer(noopProcessor{},
-			rmq.WithNameServers(mq.NameServer),
-			rmq.WithGroup(mq.Group),
-			rmq.WithSubscription(mq.Topic, "*"),
-			rmq.WithInstanceName(fmt.Sprintf("idle-%d", i)),
-			rmq.WithLogger(slog.New(slog.DiscardHandler)),
-		)
-		require.NoError(t, err)
-		require.NoError(t, c.Start())
-		require.NoError(t, c.Shutdown(ended), "consumer %d", i)
-	}
-}
-
-type noopProcessor struct{}
-
-func (noopProcessor) Process(context.Context, *txconsume.Message) (txconsume.Result, error) {
-	return txconsume.Applied, nil
 }

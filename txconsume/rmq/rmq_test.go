@@ -19,9 +19,15 @@ import (
 	"github.com/txconsume/txconsume/txconsume/rmq"
 )
 
-// The client starts a cache janitor at package init, for the life of the process.
+// The client starts a cache janitor at package init, for the life of the process; after Shutdown
+// (TestRMQShutdownIdleWithEndedContext) it also leaves its statistics loops, pulls still in their
+// long poll and connection readers behind. They are the client's, not this package's.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"),
+		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/primitive.WithRecover"),
+		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/consumer.(*pushConsumer).pullMessage"),
+	)
 }
 
 // stub is a Processor whose outcome per message id is set by the test; it records the calls.
