@@ -159,7 +159,13 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 		case <-c.closed:
 			return nil
 		case <-ctx.Done():
-			return ctx.Err()
+			// Both may be ready: a consumer already shut down is not a failure.
+			select {
+			case <-c.closed:
+				return nil
+			default:
+				return ctx.Err()
+			}
 		}
 	}
 	c.state = stateDraining

@@ -278,6 +278,17 @@ func TestRMQNewConsumer(t *testing.T) {
 		require.NoError(t, c.Shutdown(context.Background()))
 		require.ErrorIs(t, c.Start(), rmq.ErrClosed)
 	})
+	t.Run("shutdown of a closed consumer succeeds even with an ended context", func(t *testing.T) {
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		// A select between two ready cases picks at random: try often enough to see it.
+		for range 64 {
+			c, err := rmq.NewConsumer(&stub{}, valid...)
+			require.NoError(t, err)
+			require.NoError(t, c.Shutdown(ended))
+			require.NoError(t, c.Shutdown(ended))
+		}
+	})
 }
 
 func TestRMQClientLogging(t *testing.T) {
