@@ -5,17 +5,13 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The RocketMQ client (TestRocketMQ) leaves these behind after Shutdown: its package-level
-		// cache janitor, per-client statistics loops, and pulls still in their long poll. They
-		// are the client's, not this package's.
-		goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"),
-		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/primitive.WithRecover"),
-		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/consumer.(*pushConsumer).pullMessage"),
-	)
+	// The RocketMQ client (TestRocketMQ) leaves goroutines behind after Shutdown.
+	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
 }
 
 // closedAddr returns a loopback address on which nothing listens: a store pointed at it is down.

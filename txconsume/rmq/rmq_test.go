@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/txconsume/txconsume/internal/testenv"
 	"github.com/txconsume/txconsume/txconsume"
 	"github.com/txconsume/txconsume/txconsume/rmq"
 )
@@ -23,11 +24,7 @@ import (
 // (TestRMQShutdownIdleWithEndedContext) it also leaves its statistics loops, pulls still in their
 // long poll and connection readers behind. They are the client's, not this package's.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"),
-		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/primitive.WithRecover"),
-		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/consumer.(*pushConsumer).pullMessage"),
-	)
+	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
 }
 
 // stub is a Processor whose outcome per message id is set by the test; it records the calls.
