@@ -194,33 +194,7 @@ func TestProcessBatch(t *testing.T) {
 
 	t.Run("a deadlock inside a batch reruns the whole batch", func(t *testing.T) {
 		f := newFixture(t)
-		var crossed sync.WaitGroup
-		crossed.Add(2)
-		var mu sync.Mutex
-		attempts := map[string]int{}
-		h := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
-			if m.ID == "A" || m.ID == "B" {
-				first, second := "x", "y"
-				if m.ID == "B" {
-					first, second = "y", "x"
-				}
-				mu.Lock()
-				attempts[m.ID]++
-				attempt := attempts[m.ID]
-				mu.Unlock()
-				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
-					return err
-				}
-				if attempt == 1 {
-					crossed.Done()
-					crossed.Wait()
-				}
-				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
-					return err
-				}
-			}
-			return recordEffect(ctx, tx, m)
-		}
+		h := crossingUpdates()
 		retries := newRetryLog()
 		p := f.processor(nil, "g", h, txconsume.WithHooks(retries.hooks()))
 		batches := [][]*txconsume.Message{msgs("a1", "A", "a2"), msgs("b1", "B", "b2")}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,4 +189,36 @@ func runConcurrently(n int, fn func(i int)) {
 
 func msg(id string) *txconsume.Message {
 	return &txconsume.Message{ID: id, Topic: "orders", Body: []byte("{}")}
+}
+
+// crossingUpdates returns a handler that provokes a real deadlock between messages "A" and "B":
+// A updates counter x then y, B updates y then x, and on their first attempt each waits after
+// its first update until the other has made its own, so the second updates cross for certain
+// and InnoDB must pick a victim. Later attempts do not wait. Other messages only record their
+// effect.
+func crossingUpdates() txconsume.Handler {
+	var crossed sync.WaitGroup
+	crossed.Add(2)
+	var attempts sync.Map
+	return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		if m.ID == "A" || m.ID == "B" {
+			first, second := "x", "y"
+			if m.ID == "B" {
+				first, second = "y", "x"
+			}
+			n, _ := attempts.LoadOrStore(m.ID, new(atomic.Int32))
+			attempt := n.(*atomic.Int32).Add(1)
+			if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
+				return err
+			}
+			if attempt == 1 {
+				crossed.Done()
+				crossed.Wait()
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
+				return err
+			}
+		}
+		return recordEffect(ctx, tx, m)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,31 +61,7 @@ func TestLockConflictRetries(t *testing.T) {
 	for _, iso := range isolations {
 		t.Run("a real deadlock reruns the victim's whole transaction/"+iso.String(), func(t *testing.T) {
 			f := newFixture(t)
-			// A updates x then y, B updates y then x. On their first attempt both wait, after
-			// their first update, until the other has made its own: the second updates then
-			// cross for certain and InnoDB must pick a victim.
-			var crossed sync.WaitGroup
-			crossed.Add(2)
-			var attempts sync.Map
-			h := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
-				first, second := "x", "y"
-				if m.ID == "B" {
-					first, second = "y", "x"
-				}
-				n, _ := attempts.LoadOrStore(m.ID, new(atomic.Int32))
-				attempt := n.(*atomic.Int32).Add(1)
-				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
-					return err
-				}
-				if attempt == 1 {
-					crossed.Done()
-					crossed.Wait()
-				}
-				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
-					return err
-				}
-				return recordEffect(ctx, tx, m)
-			}
+			h := crossingUpdates()
 			retries := newRetryLog()
 			p := f.processor(nil, "g", h, txconsume.WithIsolation(iso), txconsume.WithHooks(retries.hooks()))
 			results := make([]txconsume.Result, 2)
