@@ -50,6 +50,9 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // outcome of the transaction that decided it, never for a discarded optimistic run. A handler
 // panic is logged by each run that hits it.
 func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result, error) {
+	if p.isClosed() {
+		return nil, ErrClosed
+	}
 	start := time.Now()
 	b := p.prepareBatch(msgs)
 	var results []Result

@@ -21,6 +21,9 @@ var ErrEmptyKey = errors.New("txconsume: empty deduplication key")
 // conflict (deadlock or lock wait timeout) after the retries allowed by WithMaxRetries.
 var ErrRetriesExhausted = errors.New("txconsume: retries exhausted")
 
+// ErrClosed is returned by Process and ProcessBatch after Close.
+var ErrClosed = errors.New("txconsume: processor closed")
+
 // discardError marks a handler error as permanent: see Discard.
 type discardError struct{ err error }
 

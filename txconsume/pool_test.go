@@ -42,3 +42,27 @@ func TestProcessOnAPoolOfOneConnection(t *testing.T) {
 	require.Equal(t, []txconsume.Result{txconsume.Duplicate, txconsume.Applied, txconsume.Applied}, rs)
 	require.Equal(t, 6, f.totalEffects())
 }
+
+func TestClose(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p := f.processor(nil, "g", recordEffect)
+	r, err := p.Process(ctx, msg("before"))
+	require.NoError(t, err)
+	require.Equal(t, txconsume.Applied, r)
+
+	require.NoError(t, p.Close())
+	require.NoError(t, p.Close(), "a second Close does nothing")
+	_, err = p.Process(ctx, msg("after"))
+	require.ErrorIs(t, err, txconsume.ErrClosed)
+	_, err = p.ProcessBatch(ctx, []*txconsume.Message{msg("after")})
+	require.ErrorIs(t, err, txconsume.ErrClosed)
+	require.Equal(t, 1, f.totalEffects(), "nothing ran after Close")
+	require.Zero(t, f.effects("after"))
+
+	// The pool stays usable: Close releases the Processor's statement, not the database.
+	q := f.processor(nil, "g", recordEffect)
+	r, err = q.Process(ctx, msg("after"))
+	require.NoError(t, err)
+	require.Equal(t, txconsume.Applied, r)
+}

@@ -41,9 +41,36 @@ type Processor struct {
 	cfg   config
 
 	// claim is the single-message claim INSERT, prepared once per pool so that each claim
-	// costs one round trip even without interpolateParams.
-	mu    sync.Mutex
-	claim *sql.Stmt
+	// costs one round trip even without interpolateParams. closed is set by Close.
+	mu     sync.Mutex
+	claim  *sql.Stmt
+	closed bool
+}
+
+// Close releases the Processor's prepared statement on every pooled connection. Process and
+// ProcessBatch return ErrClosed after it. Call it once no delivery is running (after
+// rmq.Consumer.Shutdown, for one): a delivery still running may fail, roll back and be
+// redelivered. Close does not close the *sqlx.DB, and a second call does nothing. A long-lived service may never call it; code that creates Processors
+// over and over (per tenant, say) should, or prepared statements pile up on the server.
+func (p *Processor) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	if p.claim == nil {
+		return nil
+	}
+	err := p.claim.Close()
+	p.claim = nil
+	return err
+}
+
+func (p *Processor) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // New returns a Processor that runs h for the consumer group named group (usually the RocketMQ
@@ -116,6 +143,9 @@ func (p *Processor) Process(ctx context.Context, msg *Message) (Result, error) {
 func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, error) {
 	if msg == nil {
 		return 0, errors.New("txconsume: Process: nil message"), nil
+	}
+	if p.isClosed() {
+		return 0, ErrClosed, nil
 	}
 	var key string
 	if !p.cfg.rowLock {
@@ -247,6 +277,9 @@ func (p *Processor) key(msg *Message) (string, error) {
 func (p *Processor) claimStmt(ctx context.Context) (*sql.Stmt, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
 	if p.claim != nil {
 		return p.claim, nil
 	}
