@@ -23,7 +23,7 @@ func TestFSHoldsNumberedSQLFiles(t *testing.T) {
 
 func TestMigrations(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MySQL")
+		t.Skip("-short: needs MySQL")
 	}
 	ctx := context.Background()
 

@@ -513,35 +513,17 @@ func TestProcessBatchOptimistic(t *testing.T) {
 		// Batch 1 falls back because of bad; in its savepoint run A updates x then y, while
 		// batch 2's B updates y then x: on their first calls both wait until the other has made
 		// its first update, so the second updates cross and InnoDB picks a victim.
-		var crossed sync.WaitGroup
-		crossed.Add(2)
+		cross := crossingUpdates()
 		var mu sync.Mutex
 		calls := map[string]int{}
 		h := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
 			mu.Lock()
 			calls[m.ID]++
-			call := calls[m.ID]
 			mu.Unlock()
 			if m.ID == "bad" {
 				return errors.New("boom")
 			}
-			if m.ID == "A" || m.ID == "B" {
-				first, second := "x", "y"
-				if m.ID == "B" {
-					first, second = "y", "x"
-				}
-				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
-					return err
-				}
-				if call == 1 {
-					crossed.Done()
-					crossed.Wait()
-				}
-				if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
-					return err
-				}
-			}
-			return recordEffect(ctx, tx, m)
+			return cross(ctx, tx, m)
 		}
 		var retriedFirst atomic.Int32
 		p := f.processor(nil, "g", h, txconsume.WithHooks(txconsume.Hooks{

@@ -119,7 +119,7 @@ var benchDSNs = []struct{ name, params string }{
 
 func BenchmarkPerMessage(b *testing.B) {
 	if testing.Short() {
-		b.Skip("needs MySQL")
+		b.Skip("-short: needs MySQL")
 	}
 	ctx := context.Background()
 	for _, h := range benchHandlers {
@@ -166,7 +166,7 @@ func benchPerMessage(ctx context.Context, b *testing.B, label string, h txconsum
 
 func BenchmarkBatch32(b *testing.B) {
 	if testing.Short() {
-		b.Skip("needs MySQL")
+		b.Skip("-short: needs MySQL")
 	}
 	ctx := context.Background()
 	const size = 32

@@ -37,7 +37,7 @@ func unavailable(t testing.TB, service string, reason error) {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("testenv: %s is required under CI=true but unavailable: %v", service, reason)
 	}
-	t.Skipf("testenv: %s unavailable (%v); %s", service, reason, startHint)
+	t.Skipf("testenv: %s unavailable (%v); %s (under CI=true this fails instead)", service, reason, startHint)
 }
 
 var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
