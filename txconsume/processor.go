@@ -312,12 +312,8 @@ func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() 
 		if p.cfg.hooks.OnRetry != nil {
 			p.cfg.hooks.OnRetry(ctx, msgs, attempt, err, delay)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return retryAbandoned(err, ctx.Err())
-		case <-t.C:
+		if cerr := sleepCtx(ctx, delay); cerr != nil {
+			return retryAbandoned(err, cerr)
 		}
 	}
 }
