@@ -227,12 +227,7 @@ func TestProcessBatch(t *testing.T) {
 		errs := make([]error, workers)
 		applied := make([]int, workers)
 		runConcurrently(workers, func(w int) {
-			// Each worker takes a random overlapping subset in random order, some with copies.
-			r := rand.New(rand.NewPCG(uint64(w), 7))
-			batch := make([]*txconsume.Message, size)
-			for i := range batch {
-				batch[i] = msg(ids[r.IntN(len(ids))])
-			}
+			batch := randomBatch(uint64(w), 7, ids, size)
 			rs, err := procs[w%2].ProcessBatch(ctx, batch)
 			errs[w] = err
 			applied[w] = countResult(rs, txconsume.Applied)
@@ -610,11 +605,7 @@ func TestProcessBatchOptimistic(t *testing.T) {
 		applied := make([]int, workers)
 		discarded := make([]int, workers)
 		runConcurrently(workers, func(w int) {
-			r := rand.New(rand.NewPCG(uint64(w), 11))
-			batch := make([]*txconsume.Message, size)
-			for i := range batch {
-				batch[i] = msg(ids[r.IntN(len(ids))])
-			}
+			batch := randomBatch(uint64(w), 11, ids, size)
 			rs, err := procs[w%2].ProcessBatch(ctx, batch)
 			var be *txconsume.BatchError
 			if errors.As(err, &be) {
@@ -658,4 +649,15 @@ func TestProcessBatchOptimistic(t *testing.T) {
 			}
 		}
 	})
+}
+
+// randomBatch draws size messages from ids with a generator seeded by (seed1, seed2): batches of
+// different workers overlap, come in random order and may hold copies of one key.
+func randomBatch(seed1, seed2 uint64, ids []string, size int) []*txconsume.Message {
+	r := rand.New(rand.NewPCG(seed1, seed2))
+	batch := make([]*txconsume.Message, size)
+	for i := range batch {
+		batch[i] = msg(ids[r.IntN(len(ids))])
+	}
+	return batch
 }
