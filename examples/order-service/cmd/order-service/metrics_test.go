@@ -55,7 +55,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	bin, err := demo.BuildService(ctx, t.TempDir())
 	require.NoError(t, err)
 	// A lock wait of 1s (instead of 50s) makes the locked order's deliveries fail quickly.
-	svc := startService(t, bin, "-mysql-dsn", dsn+"?innodb_lock_wait_timeout=1", "-namesrv", mq.NameServer,
+	svc := startService(t, bin, "-mysql-dsn", testenv.DSNWithParams(dsn, "innodb_lock_wait_timeout=1"), "-namesrv", mq.NameServer,
 		"-topic", mq.Topic, "-group", mq.Group, "-consume-from", "first", "-metrics-addr", "127.0.0.1:0",
 		"-log-format", "json")
 	scrape := func() map[string]*dto.MetricFamily { return scrapeMetrics(t, "http://"+svc.metricsAddr+"/metrics") }
