@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -54,7 +53,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 		return nil, ErrClosed
 	}
 	start := time.Now()
-	b := p.prepareBatch(msgs)
+	b := p.prepareBatch(ctx, msgs)
 	var results []Result
 	var err error
 	if b.pending() {
@@ -77,6 +76,11 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 	} else {
 		results, err = b.finish()
 	}
+	for i := range b.items {
+		if results != nil && b.items[i].result == Discarded {
+			p.reportDiscard(b.ctxs[i], msgs[i], b.items[i].key, b.items[i].herr)
+		}
+	}
 	if p.cfg.hooks.OnResult != nil {
 		elapsed := time.Since(start)
 		for i, m := range msgs {
@@ -85,20 +89,12 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 			}
 			switch {
 			case results == nil:
-				p.cfg.hooks.OnResult(ctx, m, 0, err, elapsed)
+				p.cfg.hooks.OnResult(b.ctxs[i], m, 0, err, elapsed)
 			case b.items[i].failed != nil:
-				p.cfg.hooks.OnResult(ctx, m, 0, b.items[i].failed, elapsed)
-			case results[i] == Discarded:
-				p.cfg.hooks.OnResult(ctx, m, Discarded, b.items[i].herr, elapsed)
+				p.cfg.hooks.OnResult(b.ctxs[i], m, 0, b.items[i].failed, elapsed)
 			default:
-				p.cfg.hooks.OnResult(ctx, m, results[i], nil, elapsed)
+				p.cfg.hooks.OnResult(b.ctxs[i], m, results[i], nil, elapsed)
 			}
-		}
-	}
-	for i := range b.items {
-		if results != nil && b.items[i].result == Discarded {
-			p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
-				slog.String("msg_id", msgs[i].ID), slog.Any("error", b.items[i].herr))
 		}
 	}
 	return results, err
@@ -108,6 +104,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 // attempt decides is reset before each attempt.
 type batch struct {
 	msgs  []*Message
+	ctxs  []context.Context // per message: what Hooks.OnStart returned, for its handler and hooks
 	items []batchItem
 	keys  []string // distinct stored keys to claim, sorted (dedup mode)
 
@@ -127,16 +124,18 @@ type batchItem struct {
 	failed error
 }
 
-func (p *Processor) prepareBatch(msgs []*Message) *batch {
-	b := &batch{msgs: msgs, items: make([]batchItem, len(msgs))}
+func (p *Processor) prepareBatch(ctx context.Context, msgs []*Message) *batch {
+	b := &batch{msgs: msgs, ctxs: make([]context.Context, len(msgs)), items: make([]batchItem, len(msgs))}
 	firstOf := map[string]int{}
 	for i, m := range msgs {
 		it := &b.items[i]
 		it.first = i
+		b.ctxs[i] = ctx
 		if m == nil {
 			it.keyErr = errors.New("txconsume: nil message")
 			continue
 		}
+		b.ctxs[i] = p.cfg.hooks.start(ctx, p.group, m)
 		if p.cfg.rowLock {
 			continue
 		}
@@ -230,7 +229,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 		}
-		herr := p.call(ctx, tx, m)
+		herr := p.call(b.ctxs[i], tx, m)
 		if herr == nil {
 			it.result = Applied
 			continue

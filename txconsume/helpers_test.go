@@ -63,11 +63,7 @@ func newFixture(t *testing.T) *fixture {
 // pool opens another connection pool on the same database: a second service instance.
 // params are added to the DSN as session variables or driver settings.
 func (f *fixture) pool(params string) *sqlx.DB {
-	dsn := f.dsn
-	if params != "" {
-		dsn += "?" + params
-	}
-	return testenv.OpenMySQL(f.t, dsn)
+	return testenv.OpenMySQL(f.t, testenv.DSNWithParams(f.dsn, params))
 }
 
 func (f *fixture) processor(db *sqlx.DB, group string, h txconsume.Handler, opts ...txconsume.Option) *txconsume.Processor {

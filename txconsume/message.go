@@ -2,6 +2,7 @@ package txconsume
 
 import (
 	"context"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -22,6 +23,9 @@ type Message struct {
 	Properties map[string]string
 	// ReconsumeTimes counts earlier failed deliveries of this message.
 	ReconsumeTimes int32
+	// BornAt is when the producer created the message (RocketMQ's born timestamp), the start of
+	// its time in queue; zero when the transport does not know it.
+	BornAt time.Time
 }
 
 // Handler applies a message's business effects using tx, the transaction in which the

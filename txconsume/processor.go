@@ -13,6 +13,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume/internal/delivery"
 	"github.com/txconsume/txconsume/txconsume/internal/sqlerr"
 )
 
@@ -108,6 +110,23 @@ func New(db *sqlx.DB, group string, h Handler, opts ...Option) (*Processor, erro
 // Group returns the consumer group the Processor deduplicates for.
 func (p *Processor) Group() string { return p.group }
 
+// Check reports whether the Processor can work: the database answers and, in dedup-table mode,
+// its txconsume schema is migrated to the version this build embeds (see migrations.Check). An
+// unmigrated schema is an error that wraps migrations.ErrNotMigrated and says how to migrate.
+// rmq.Consumer calls Check at Start and from its own Check, which suits a readiness probe.
+func (p *Processor) Check(ctx context.Context) error {
+	if err := p.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("txconsume: group %s: database unreachable: %w", p.group, err)
+	}
+	if p.cfg.rowLock {
+		return nil // row-lock mode uses the handler's own tables only
+	}
+	if err := migrations.Check(ctx, p.db.DB); err != nil {
+		return fmt.Errorf("txconsume: group %s: %w", p.group, err)
+	}
+	return nil
+}
+
 // Process consumes one message:
 //
 //   - its key (see WithKeyFunc) is claimed in txconsume_dedup and the handler runs in the same
@@ -128,30 +147,28 @@ func (p *Processor) Group() string { return p.group }
 // The Result is meaningful only when the error is nil.
 func (p *Processor) Process(ctx context.Context, msg *Message) (Result, error) {
 	start := time.Now()
-	r, err, herr := p.process(ctx, msg)
+	if msg != nil {
+		ctx = p.cfg.hooks.start(ctx, p.group, msg)
+	}
+	r, err := p.process(ctx, msg)
 	if p.cfg.hooks.OnResult != nil && msg != nil {
-		reported := err
-		if r == Discarded {
-			reported = herr
-		}
-		p.cfg.hooks.OnResult(ctx, msg, r, reported, time.Since(start))
+		p.cfg.hooks.OnResult(ctx, msg, r, err, time.Since(start))
 	}
 	return r, err
 }
 
-// process returns the result, the error for the caller and, for Discarded, the handler's error.
-func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, error) {
+func (p *Processor) process(ctx context.Context, msg *Message) (Result, error) {
 	if msg == nil {
-		return 0, errors.New("txconsume: Process: nil message"), nil
+		return 0, errors.New("txconsume: Process: nil message")
 	}
 	if p.isClosed() {
-		return 0, ErrClosed, nil
+		return 0, ErrClosed
 	}
 	var key string
 	if !p.cfg.rowLock {
 		var err error
 		if key, err = p.key(msg); err != nil {
-			return 0, err, nil
+			return 0, err
 		}
 	}
 	var r Result
@@ -162,13 +179,23 @@ func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, e
 		return err
 	})
 	if err != nil {
-		return 0, p.wrapErr(msg, err), nil
+		return 0, p.wrapErr(msg, err)
 	}
 	if r == Discarded {
-		p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
-			slog.String("msg_id", msg.ID), slog.Any("error", herr))
+		p.reportDiscard(ctx, msg, key, herr)
 	}
-	return r, nil, herr
+	return r, nil
+}
+
+// reportDiscard hands a discard's reason to the transport that called Process, which logs it in
+// its own line (package rmq), or else logs it here: either way one line per discard.
+func (p *Processor) reportDiscard(ctx context.Context, msg *Message, key string, reason error) {
+	if delivery.FromContext(ctx).Discarded(msg, reason) {
+		return
+	}
+	p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
+		slog.String("topic", msg.Topic), slog.String("msg_id", msg.ID), slog.String("key", key),
+		slog.Any("reason", reason))
 }
 
 // attempt runs one transaction for msg. It returns the result, the handler's error when the
@@ -249,14 +276,19 @@ func (p *Processor) recordDiscard(ctx context.Context, msg *Message, key string)
 	return Discarded, nil
 }
 
-// call runs the handler, turning a panic into a *PanicError.
+// call runs the handler, turning a panic into a *PanicError, and reports the run to
+// Hooks.OnHandler.
 func (p *Processor) call(ctx context.Context, tx *sqlx.Tx, msg *Message) (err error) {
+	start := time.Now()
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &PanicError{Value: v, Stack: debug.Stack()}
 			p.cfg.logger.ErrorContext(ctx, "txconsume: handler panicked", slog.String("group", p.group),
 				slog.String("msg_id", msg.ID), slog.Any("panic", v), slog.String("stack", string(pe.Stack)))
 			err = pe
+		}
+		if p.cfg.hooks.OnHandler != nil {
+			p.cfg.hooks.OnHandler(ctx, msg, err, time.Since(start))
 		}
 	}()
 	return p.h(ctx, tx, msg)

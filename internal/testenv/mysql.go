@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,4 +101,16 @@ func mysqlDSNFromParts(user, pass, addr, db string) string {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, pass, "tcp", addr, db
 	return cfg.FormatDSN()
+}
+
+// DSNWithParams returns dsn with the query parameters params ("a=1&b=2") added; a parameter the
+// DSN already has is overridden (go-sql-driver/mysql takes the last value).
+func DSNWithParams(dsn, params string) string {
+	if params == "" {
+		return dsn
+	}
+	if strings.Contains(dsn, "?") {
+		return dsn + "&" + params
+	}
+	return dsn + "?" + params
 }

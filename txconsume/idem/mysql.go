@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/txconsume/txconsume/migrations"
 	"github.com/txconsume/txconsume/txconsume"
 )
 
@@ -107,7 +108,7 @@ func (s *MySQLStore) Acquire(ctx context.Context, key Key, owner string, ttl tim
 			continue
 		}
 		if err != nil {
-			return Acquisition{}, err
+			return Acquisition{}, withSchemaHint(err)
 		}
 		var (
 			status    int
@@ -202,6 +203,28 @@ func (s *MySQLStore) Cleanup(ctx context.Context, batch int) (int64, error) {
 			return total, nil
 		}
 	}
+}
+
+// Check implements Checker: the database answers and the txconsume schema, txconsume_idem
+// included, is migrated to the version this build embeds (migrations.Check).
+func (s *MySQLStore) Check(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("idem: MySQL store: database unreachable: %w", err)
+	}
+	if err := migrations.Check(ctx, s.db); err != nil {
+		return fmt.Errorf("idem: MySQL store: %w", err)
+	}
+	return nil
+}
+
+// withSchemaHint says what to do when the table is missing (1146): every delivery would fail
+// with that error until the schema is migrated.
+func withSchemaHint(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1146 {
+		return fmt.Errorf("%w (the txconsume schema is not migrated: run migrations.Up(ctx, db) at start-up or `txconsume migrate up`)", err)
+	}
+	return err
 }
 
 // isDeadlock reports MySQL's deadlock error (1213): InnoDB rolled the statement back to break a

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/internal/delivery"
 )
 
 // Handler performs a message's effects outside the database (an HTTP call, an e-mail). It must
@@ -72,6 +73,35 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 	if msg == nil {
 		return 0, errors.New("idem: nil message")
 	}
+	start := time.Now()
+	if p.cfg.hooks.OnStart != nil {
+		if hctx := p.cfg.hooks.OnStart(ctx, p.group, msg); hctx != nil {
+			ctx = hctx
+		}
+	}
+	r, err := p.process(ctx, msg)
+	if p.cfg.hooks.OnResult != nil {
+		p.cfg.hooks.OnResult(ctx, msg, r, err, time.Since(start))
+	}
+	return r, err
+}
+
+// Group returns the consumer group the Processor keeps records for.
+func (p *Processor) Group() string { return p.group }
+
+// Check reports whether the store is usable, when it implements Checker (both stores of this
+// package do: the MySQL store checks the database and its migrated schema, the Redis store pings).
+// rmq.Consumer calls it at Start and from its own Check, which suits a readiness probe.
+func (p *Processor) Check(ctx context.Context) error {
+	if c, ok := p.store.(Checker); ok {
+		if err := c.Check(ctx); err != nil {
+			return fmt.Errorf("idem: group %s: %w", p.group, err)
+		}
+	}
+	return nil
+}
+
+func (p *Processor) process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
 	id, err := p.cfg.keyFunc(msg)
 	if err != nil {
 		return 0, fmt.Errorf("idem: key of message %s: %w", msg.ID, err)
@@ -102,6 +132,9 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 	case Consumed:
 		return txconsume.Duplicate, nil
 	case InProgress:
+		if p.cfg.hooks.OnInProgress != nil {
+			p.cfg.hooks.OnInProgress(ctx, msg, acq.Remaining)
+		}
 		if p.cfg.inProgress == AckAsDuplicate {
 			return txconsume.Duplicate, nil
 		}
@@ -129,6 +162,7 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 	result := txconsume.Applied
 	if herr != nil {
 		result = txconsume.Discarded
+		p.reportDiscard(ctx, msg, key, herr)
 	}
 	if err := p.finish(ctx, leaseEnd, func(ctx context.Context) error {
 		return p.store.MarkConsumed(ctx, key, owner, p.cfg.retention)
@@ -147,6 +181,7 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 func (p *Processor) runUnrecorded(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
 	if err := p.run(ctx, msg); err != nil {
 		if txconsume.IsDiscard(err) {
+			p.reportDiscard(ctx, msg, Key{Group: p.group, Topic: msg.Topic}, err)
 			return txconsume.Discarded, nil
 		}
 		return 0, err
@@ -157,12 +192,27 @@ func (p *Processor) runUnrecorded(ctx context.Context, msg *txconsume.Message) (
 // run calls the handler and turns a panic into a *txconsume.PanicError, so one bad message cannot
 // crash the consumer and its record is released like any failed attempt's.
 func (p *Processor) run(ctx context.Context, msg *txconsume.Message) (err error) {
+	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
 			err = &txconsume.PanicError{Value: r, Stack: debug.Stack()}
 		}
+		if p.cfg.hooks.OnHandler != nil {
+			p.cfg.hooks.OnHandler(ctx, msg, err, time.Since(start))
+		}
 	}()
 	return p.h(ctx, msg)
+}
+
+// reportDiscard hands a discard's reason to the transport that called Process, which logs it in
+// its own line (package rmq), or else logs it here: either way one line per discard.
+func (p *Processor) reportDiscard(ctx context.Context, msg *txconsume.Message, key Key, reason error) {
+	if delivery.FromContext(ctx).Discarded(msg, reason) {
+		return
+	}
+	p.cfg.logger.WarnContext(ctx, "idem: message discarded", slog.String("group", p.group),
+		slog.String("topic", msg.Topic), slog.String("msg_id", msg.ID), slog.String("key", key.ID),
+		slog.Any("reason", reason))
 }
 
 // minFinishTimeout bounds one attempt to record an outcome when the lease has (nearly) run out.

@@ -254,8 +254,13 @@ func TestRMQNewConsumer(t *testing.T) {
 	t.Run("required options", func(t *testing.T) {
 		_, err := rmq.NewConsumer(&stub{})
 		require.ErrorContains(t, err, "WithNameServers")
-		require.ErrorContains(t, err, "WithGroup")
 		require.ErrorContains(t, err, "WithSubscription")
+		_, err = rmq.NewConsumer(&stub{}, rmq.WithNameServers("127.0.0.1:1"), rmq.WithSubscription("t", ""))
+		require.ErrorContains(t, err, "WithGroup", "a Processor that does not say its group needs WithGroup")
+		for _, bad := range []string{"127.0.0.1", "mq.example", ":9876", "mq.example:x", "mq.example:0"} {
+			_, err = rmq.NewConsumer(&stub{}, rmq.WithNameServers(bad), rmq.WithGroup("g"), rmq.WithSubscription("t", ""))
+			require.ErrorContains(t, err, "rmq: name server", bad)
+		}
 	})
 	valid := []rmq.Option{rmq.WithNameServers("127.0.0.1:1"), rmq.WithGroup("g"), rmq.WithSubscription("t", "")}
 	t.Run("ranges", func(t *testing.T) {

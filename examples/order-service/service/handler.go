@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -38,10 +39,55 @@ func HandlePaid(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error 
 
 // NewProcessor returns the processor of the service: HandlePaid, deduplicated by the order
 // number (the message's first key) rather than by message id, so that a payment published twice
-// under two message ids is still applied once. Every result is reported to stats.
-func NewProcessor(db *sqlx.DB, group string, stats *Stats) (*txconsume.Processor, error) {
+// under two message ids is still applied once. Every result is reported to stats, and to the
+// further hooks given (the service's metrics).
+func NewProcessor(db *sqlx.DB, group string, stats *Stats, more ...txconsume.Hooks) (*txconsume.Processor, error) {
 	return txconsume.New(db, group, HandlePaid,
 		txconsume.WithKeyFunc(txconsume.KeyByFirstKey),
-		txconsume.WithLogger(stats.log),
-		txconsume.WithHooks(txconsume.Hooks{OnResult: stats.OnResult}))
+		txconsume.WithLogger(stats.processorLog()),
+		txconsume.WithHooks(chainHooks(append(more, txconsume.Hooks{OnResult: stats.OnResult})...)))
+}
+
+// chainHooks calls the hooks of each of hs in turn; OnStart's context is passed along the chain.
+func chainHooks(hs ...txconsume.Hooks) txconsume.Hooks {
+	return txconsume.Hooks{
+		OnStart: func(ctx context.Context, group string, m *txconsume.Message) context.Context {
+			for _, h := range hs {
+				if h.OnStart != nil {
+					if next := h.OnStart(ctx, group, m); next != nil {
+						ctx = next
+					}
+				}
+			}
+			return ctx
+		},
+		OnHandler: func(ctx context.Context, m *txconsume.Message, err error, d time.Duration) {
+			for _, h := range hs {
+				if h.OnHandler != nil {
+					h.OnHandler(ctx, m, err, d)
+				}
+			}
+		},
+		OnResult: func(ctx context.Context, m *txconsume.Message, r txconsume.Result, err error, d time.Duration) {
+			for _, h := range hs {
+				if h.OnResult != nil {
+					h.OnResult(ctx, m, r, err, d)
+				}
+			}
+		},
+		OnRetry: func(ctx context.Context, ms []*txconsume.Message, attempt int, err error, d time.Duration) {
+			for _, h := range hs {
+				if h.OnRetry != nil {
+					h.OnRetry(ctx, ms, attempt, err, d)
+				}
+			}
+		},
+		OnInProgress: func(ctx context.Context, m *txconsume.Message, remaining time.Duration) {
+			for _, h := range hs {
+				if h.OnInProgress != nil {
+					h.OnInProgress(ctx, m, remaining)
+				}
+			}
+		},
+	}
 }
