@@ -67,6 +67,9 @@ func MySQLServer(t testing.TB) Server {
 	if strings.Contains(strings.ToLower(version), "mariadb") {
 		s.Name = "MariaDB"
 	}
+	if want := os.Getenv(EnvExpectServer); want != "" && !strings.EqualFold(want, s.Name) {
+		t.Fatalf("testenv: %s=%s but %s leads to %s", EnvExpectServer, want, EnvMySQLDSN, s)
+	}
 	mysqlServer.server = &s
 	return s
 }
