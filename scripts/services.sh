@@ -178,7 +178,7 @@ unmount_under() {
 oracle_mysql_rootfs() {
   [ -f "$ORACLE_MYSQL_ROOTFS/.txconsume-complete" ] && return
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
-  local tmp=$ORACLE_MYSQL_DIR/rootfs.partial buildlog=$ORACLE_MYSQL_DIR/build.log
+  local tmp=$ORACLE_MYSQL_DIR/rootfs.partial buildlog=$ORACLE_MYSQL_DIR/build.log start=$SECONDS
   unmount_under "$tmp"
   unmount_under "$ORACLE_MYSQL_ROOTFS"
   rm -rf "$tmp" "$ORACLE_MYSQL_ROOTFS"
@@ -197,7 +197,7 @@ oracle_mysql_rootfs() {
   rm -rf "$tmp"/var/lib/apt/lists/*
   touch "$tmp/.txconsume-complete"
   mv "$tmp" "$ORACLE_MYSQL_ROOTFS"
-  log "mysql: $(chroot "$ORACLE_MYSQL_ROOTFS" mysqld --version)"
+  log "mysql: root file system built in $((SECONDS - start))s: $(chroot "$ORACLE_MYSQL_ROOTFS" mysqld --version)"
 }
 
 oracle_mysql_up() {
@@ -237,6 +237,7 @@ oracle_mysql_up() {
     </dev/null >/dev/null 2>&1 9>&- &
   local pid=$!
   # The wait ends early when mysqld exits, so that a server that cannot start fails at once.
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
   wait_for "mysql socket" "$srv/mysqld.log" bash -c 'pid=$1; shift; ! kill -0 "$pid" || "$@"' _ "$pid" \
     chroot "$ORACLE_MYSQL_ROOTFS" mysql --no-defaults --socket="$in/mysqld.sock" -uroot -e 'SELECT 1'
   kill -0 "$pid" 2>/dev/null || fail "mysql: mysqld exited while starting" "$srv/mysqld.log"
@@ -391,8 +392,8 @@ server_dsn() {
 
 database_up() {
   case $1 in
-    mariadb) [ -n "${TXCONSUME_MARIADB_DSN:-}" ] && log "mariadb: using TXCONSUME_MARIADB_DSN" || mysql_up ;;
-    mysql) [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ] && log "mysql: using TXCONSUME_ORACLE_MYSQL_DSN" || oracle_mysql_up ;;
+    mariadb) if [ -n "${TXCONSUME_MARIADB_DSN:-}" ]; then log "mariadb: using TXCONSUME_MARIADB_DSN"; else mysql_up; fi ;;
+    mysql) if [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ]; then log "mysql: using TXCONSUME_ORACLE_MYSQL_DSN"; else oracle_mysql_up; fi ;;
   esac
 }
 
@@ -418,9 +419,22 @@ cmd_up() {
     compose_up
     return
   fi
-  for server in $SERVERS; do database_up "$server"; done
+  local oracle_pid=
+  for server in $SERVERS; do
+    if [ "$server" = mysql ] && [ -z "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ]; then
+      # On a fresh machine the sid root file system takes most of a minute to build: it is built
+      # and started while the other services come up. debootstrap is installed first, so that
+      # apt-get never runs twice at once on the host.
+      command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
+      oracle_mysql_up &
+      oracle_pid=$!
+    else
+      database_up "$server"
+    fi
+  done
   [ -n "${TXCONSUME_REDIS_ADDR:-}" ] && log "redis: using TXCONSUME_REDIS_ADDR" || redis_up
   [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] && log "rocketmq: using TXCONSUME_ROCKETMQ_NAMESRV" || rocketmq_up
+  if [ -n "$oracle_pid" ]; then wait "$oracle_pid" || exit 1; fi
 }
 
 stop_pidfile() {

@@ -63,8 +63,9 @@ database_packages() {
 # status and wall time.
 run_leg() {
   local leg=$1 dsn=$2; shift 2
-  local start=$SECONDS status=0
-  say "$leg: go test ${GO_TEST_FLAGS[*]} on $(sed 's/:[^:@]*@/:***@/' <<<"$dsn"), $# package pattern(s)"
+  local start=$SECONDS status=0 shown=$dsn
+  if [[ $dsn =~ ^([^:@/]*):[^@]*@(.*)$ ]]; then shown="${BASH_REMATCH[1]}:***@${BASH_REMATCH[2]}"; fi
+  say "$leg: go test ${GO_TEST_FLAGS[*]} on $shown, $# package pattern(s)"
   TXCONSUME_MYSQL_DSN=$dsn TXCONSUME_EXPECT_SERVER=$leg go test "${GO_TEST_FLAGS[@]}" "$@" 2>&1 |
     tee "$LOGS/$leg.log" | sed -u "s/^/[$leg] /" || status=$?
   echo "$status $((SECONDS - start))" >"$LOGS/$leg.result"
