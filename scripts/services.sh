@@ -154,9 +154,19 @@ ORACLE_MYSQL_ROOTFS=$ORACLE_MYSQL_DIR/rootfs
 ORACLE_MYSQL_SRV=/srv/txconsume # as seen inside the chroot
 ORACLE_MYSQL_HOST_SRV=$ORACLE_MYSQL_ROOTFS$ORACLE_MYSQL_SRV
 
+# oracle_mysql_client runs a client as txconsume over TCP: the chroot's own when it is built,
+# else the host's MariaDB client (which speaks to MySQL 9 too), so that a server on the port that
+# this script did not start can be checked without building anything.
 oracle_mysql_client() {
-  MYSQL_PWD=txconsume chroot "$ORACLE_MYSQL_ROOTFS" mysql --no-defaults --protocol=tcp \
-    -h127.0.0.1 -P"$ORACLE_MYSQL_PORT" -utxconsume "$@"
+  local client=()
+  if [ -f "$ORACLE_MYSQL_ROOTFS/.txconsume-complete" ]; then
+    client=(chroot "$ORACLE_MYSQL_ROOTFS" mysql)
+  elif command -v mariadb >/dev/null 2>&1; then
+    client=(mariadb)
+  else
+    return 1
+  fi
+  MYSQL_PWD=txconsume "${client[@]}" --no-defaults --protocol=tcp -h127.0.0.1 -P"$ORACLE_MYSQL_PORT" -utxconsume "$@"
 }
 
 oracle_mysql_ready() { oracle_mysql_client -e 'SELECT 1'; }
@@ -203,16 +213,17 @@ oracle_mysql_rootfs() {
 oracle_mysql_up() {
   local srv=$ORACLE_MYSQL_HOST_SRV in=$ORACLE_MYSQL_SRV
   mkdir -p "$ORACLE_MYSQL_DIR"
-  if pid_alive "$srv/mysqld.pid" || { [ -f "$ORACLE_MYSQL_ROOTFS/.txconsume-complete" ] && oracle_mysql_ready >/dev/null 2>&1; }; then
+  if pid_alive "$srv/mysqld.pid"; then
     log "mysql: reusing the Oracle MySQL server on 127.0.0.1:$ORACLE_MYSQL_PORT"
+    wait_for "mysql (SELECT 1 over TCP as txconsume)" "$srv/mysqld.log" oracle_mysql_ready
     return
   fi
   if port_open "$ORACLE_MYSQL_PORT"; then
-    # Another server holds the port; it is used if it accepts the txconsume user.
-    oracle_mysql_rootfs
+    # A server this script did not start holds the port; it is used if it accepts our user.
+    oracle_mysql_client -e 'SELECT 1' >/dev/null 2>&1 || oracle_mysql_rootfs
     oracle_mysql_ready >/dev/null 2>&1 ||
       fail "mysql: a server we did not start listens on $ORACLE_MYSQL_PORT and refuses txconsume/txconsume"
-    log "mysql: using the server that already listens on 127.0.0.1:$ORACLE_MYSQL_PORT"
+    log "mysql: using the server that already listens on 127.0.0.1:$ORACLE_MYSQL_PORT ($(oracle_mysql_client -N -e 'SELECT VERSION()' 2>/dev/null))"
     return
   fi
   oracle_mysql_rootfs
@@ -477,7 +488,7 @@ cmd_env() {
 
 cmd_status() {
   mysql_local_ready >/dev/null 2>&1 && echo "mariadb  up   127.0.0.1:$MYSQL_PORT" || echo "mariadb  down"
-  if [ -f "$ORACLE_MYSQL_ROOTFS/.txconsume-complete" ] && oracle_mysql_ready >/dev/null 2>&1; then
+  if oracle_mysql_ready >/dev/null 2>&1; then
     echo "mysql    up   127.0.0.1:$ORACLE_MYSQL_PORT ($(oracle_mysql_client -N -e 'SELECT VERSION()' 2>/dev/null))"
   elif port_open "$ORACLE_MYSQL_PORT"; then
     echo "mysql    ?    127.0.0.1:$ORACLE_MYSQL_PORT open, not started here"
