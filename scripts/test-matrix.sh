@@ -8,8 +8,9 @@
 #   TXCONSUME_SERVERS           the legs, in order: "mariadb mysql" (default), or one of them
 #   TXCONSUME_MARIADB_DSN       the DSN of the mariadb leg
 #   TXCONSUME_ORACLE_MYSQL_DSN  the DSN of the mysql leg
-#   TXCONSUME_MATRIX_PARALLEL   0 (default): legs run one after the other; 1: at the same time
-#                               (not faster on 2 cores, and the output interleaves)
+#   TXCONSUME_MATRIX_PARALLEL   1 (default): the legs run at the same time (the tests mostly wait
+#                               on the servers and the broker, so even on 2 cores this is faster);
+#                               0: one after the other, for output that does not interleave
 #
 # Each leg runs `go test` with TXCONSUME_MYSQL_DSN set to its server's DSN (the variable the tests
 # read) and TXCONSUME_EXPECT_SERVER set to its name, which makes the tests fail if the DSN leads to
@@ -20,7 +21,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 read -r -a LEGS <<<"${TXCONSUME_SERVERS:-mariadb mysql}"
-PARALLEL=${TXCONSUME_MATRIX_PARALLEL:-0}
+PARALLEL=${TXCONSUME_MATRIX_PARALLEL:-1}
 GO_TEST_FLAGS=("$@")
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
@@ -103,6 +104,7 @@ for leg in "${LEGS[@]}"; do
     say "$leg leg passed: $ok packages in ${seconds}s"
   else
     say "$leg leg FAILED (go test exit $status): $bad packages failed, $ok passed, in ${seconds}s"
+    grep -E '^(--- FAIL|FAIL)' "$LOGS/$leg.log" | sed "s/^/[$leg] /" || true
     failed=1
   fi
 done
