@@ -137,7 +137,7 @@ func TestRetentionDelete(t *testing.T) {
 		q, args, err := txconsume.RetentionDeleteStatement("2999-01-01 00:00:00",
 			[][2]string{{"g", "old-0"}, {"g", "old-1"}, {"g", "old-2"}})
 		require.NoError(t, err)
-		requirePrimaryKeyPlan(t, testenv.Explain(t, f.db.DB, q, args...))
+		testenv.RequirePrimaryKeyReads(t, testenv.Explain(t, f.db.DB, q, args...), txconsume.DedupTable)
 	})
 
 	t.Run("invalid arguments", func(t *testing.T) {
@@ -188,23 +188,6 @@ func TestRetentionIgnoresSessionTimeZones(t *testing.T) {
 	require.Equal(t, "applied", f.outcome("g", "fresh"))
 }
 
-// requirePrimaryKeyPlan fails unless every read of txconsume_dedup in plan is a lookup or range
-// on its primary key. A scan would lock every row it reads (and the gaps between them) under
-// REPEATABLE READ, blocking the claims of new keys until the statement's transaction ends.
-func requirePrimaryKeyPlan(t *testing.T, plan []testenv.PlanRow) {
-	t.Helper()
-	reads := 0
-	for _, r := range plan {
-		if r.Table != txconsume.DedupTable {
-			continue
-		}
-		reads++
-		require.Equal(t, "PRIMARY", r.Key, "plan %+v", plan)
-		require.Contains(t, []string{"const", "eq_ref", "ref", "range"}, r.Type, "plan %+v", plan)
-	}
-	require.Equal(t, 1, reads, "plan %+v", plan)
-}
-
 // The largest retention batch must stay a primary-key delete on both servers: the optimizers
 // give up on long OR lists (MariaDB's optimizer_max_sel_arg_weight, MySQL's
 // range_optimizer_max_mem_size) and fall back to a full scan that locks the whole table.
@@ -218,18 +201,8 @@ func TestRetentionDeleteLargestBatch(t *testing.T) {
 	setup := func(t *testing.T) (*fixture, string, []any) {
 		f := newFixture(t)
 		insert := func(prefix string, n int, created string) {
-			for start := 0; start < n; start += 1000 {
-				var q strings.Builder
-				q.WriteString("INSERT INTO txconsume_dedup (consumer_group, dedup_key, created_at) VALUES ")
-				for i := start; i < min(start+1000, n); i++ {
-					if i > start {
-						q.WriteString(",")
-					}
-					fmt.Fprintf(&q, "('g%d', '%s-%05d', %s)", i%3, prefix, i, created)
-				}
-				_, err := f.db.ExecContext(ctx, q.String())
-				require.NoError(t, err)
-			}
+			testenv.InsertRows(t, f.db.DB, "INSERT INTO txconsume_dedup (consumer_group, dedup_key, created_at) VALUES", n,
+				func(i int) string { return fmt.Sprintf("('g%d', '%s-%05d', %s)", i%3, prefix, i, created) })
 		}
 		insert("old", oldRows, "UTC_TIMESTAMP(6) - INTERVAL 200 HOUR")
 		insert("new", newRows, "UTC_TIMESTAMP(6)")
@@ -250,18 +223,12 @@ func TestRetentionDeleteLargestBatch(t *testing.T) {
 
 	t.Run("the delete reads the table by primary key", func(t *testing.T) {
 		f, q, args := setup(t)
-		requirePrimaryKeyPlan(t, testenv.Explain(t, f.db.DB, q, args...))
+		testenv.RequirePrimaryKeyReads(t, testenv.Explain(t, f.db.DB, q, args...), txconsume.DedupTable)
 	})
 
 	t.Run("an uncommitted batch does not block the claim of a new key", func(t *testing.T) {
 		f, q, args := setup(t)
-		tx, err := f.db.BeginTxx(ctx, nil)
-		require.NoError(t, err)
-		defer func() { _ = tx.Rollback() }()
-		res, err := tx.ExecContext(ctx, q, args...)
-		require.NoError(t, err)
-		n, err := res.RowsAffected()
-		require.NoError(t, err)
+		tx, n := testenv.ExecOpen(t, f.db.DB, q, args...)
 		require.EqualValues(t, txconsume.MaxRetentionBatch, n)
 
 		// A claim that waited for the batch's locks would fail after a second with error 1205;

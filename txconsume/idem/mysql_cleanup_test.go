@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -119,18 +118,10 @@ func TestMySQLStoreCleanupLocking(t *testing.T) {
 	setup := func(t *testing.T, expired, live int) (string, *sql.DB, *idem.MySQLStore) {
 		dsn, db := setupMySQL(t)
 		insert := func(prefix string, n int, expires string) {
-			for start := 0; start < n; start += 1000 {
-				var q strings.Builder
-				q.WriteString("INSERT INTO txconsume_idem (consumer_group, topic, idem_key, status, owner, expires_at, updated_at) VALUES ")
-				for i := start; i < min(start+1000, n); i++ {
-					if i > start {
-						q.WriteString(",")
-					}
-					fmt.Fprintf(&q, "('g%d', 't', '%s-%05d', 2, 'o', %s, UTC_TIMESTAMP(6))", i%3, prefix, i, expires)
-				}
-				_, err := db.ExecContext(ctx, q.String())
-				require.NoError(t, err)
-			}
+			testenv.InsertRows(t, db, "INSERT INTO txconsume_idem (consumer_group, topic, idem_key, status, owner, expires_at, updated_at) VALUES", n,
+				func(i int) string {
+					return fmt.Sprintf("('g%d', 't', '%s-%05d', 2, 'o', %s, UTC_TIMESTAMP(6))", i%3, prefix, i, expires)
+				})
 		}
 		insert("expired", expired, "UTC_TIMESTAMP(6) - INTERVAL 1 HOUR")
 		insert("live", live, "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR")
@@ -143,17 +134,7 @@ func TestMySQLStoreCleanupLocking(t *testing.T) {
 		_, db, s := setup(t, idem.MaxCleanupBatch+2000, 9000) // 21,000 rows
 		q, args, err := s.CleanupStatement(ctx, idem.MaxCleanupBatch)
 		require.NoError(t, err)
-		plan := testenv.Explain(t, db, q, args...)
-		reads := 0
-		for _, r := range plan {
-			if r.Table != "txconsume_idem" {
-				continue
-			}
-			reads++
-			require.Equal(t, "PRIMARY", r.Key, "plan %+v", plan)
-			require.Contains(t, []string{"const", "eq_ref", "ref", "range"}, r.Type, "plan %+v", plan)
-		}
-		require.Equal(t, 1, reads, "plan %+v", plan)
+		testenv.RequirePrimaryKeyReads(t, testenv.Explain(t, db, q, args...), "txconsume_idem")
 	})
 
 	for _, tc := range []struct {
@@ -167,13 +148,7 @@ func TestMySQLStoreCleanupLocking(t *testing.T) {
 			dsn, db, s := setup(t, tc.expired, 1000)
 			q, args, err := s.CleanupStatement(ctx, tc.batch)
 			require.NoError(t, err)
-			tx, err := db.BeginTx(ctx, nil)
-			require.NoError(t, err)
-			defer func() { _ = tx.Rollback() }()
-			res, err := tx.ExecContext(ctx, q, args...)
-			require.NoError(t, err)
-			n, err := res.RowsAffected()
-			require.NoError(t, err)
+			tx, n := testenv.ExecOpen(t, db, q, args...)
 			require.EqualValues(t, min(tc.expired, tc.batch), n)
 
 			// An Acquire that waited for the batch's locks would fail after a second with 1205.
