@@ -25,6 +25,10 @@ const (
 	EnvRocketMQNamesrv = "TXCONSUME_ROCKETMQ_NAMESRV"
 	EnvRocketMQBroker  = "TXCONSUME_ROCKETMQ_BROKER" // optional: broker address for topic creation
 	EnvRedisAddr       = "TXCONSUME_REDIS_ADDR"
+	// EnvExpectServer, when set to "mariadb" or "mysql", makes every database test fail unless
+	// TXCONSUME_MYSQL_DSN leads to that kind of server: each leg of the server matrix
+	// (scripts/test-matrix.sh) sets it, so that a leg cannot pass on the wrong server.
+	EnvExpectServer = "TXCONSUME_EXPECT_SERVER"
 )
 
 const startHint = "start services with `make services-up` and `eval \"$(scripts/services.sh env)\"`, " +

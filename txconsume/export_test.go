@@ -1,0 +1,12 @@
+package txconsume
+
+// RetentionDeleteStatement returns the DELETE that DeleteDedupOlderThan issues for one batch of
+// (group, key) pairs older than cutoff, so that tests can EXPLAIN it and hold it open in a
+// transaction of their own.
+func RetentionDeleteStatement(cutoff string, keys [][2]string) (string, []any, error) {
+	pks := make([]dedupPK, len(keys))
+	for i, k := range keys {
+		pks[i] = dedupPK{group: []byte(k[0]), key: []byte(k[1])}
+	}
+	return deleteKeysStatement(cutoff, pks)
+}
