@@ -152,7 +152,7 @@ func TestMySQLStoreCleanupLocking(t *testing.T) {
 			require.EqualValues(t, min(tc.expired, tc.batch), n)
 
 			// An Acquire that waited for the batch's locks would fail after a second with 1205.
-			consumer := idem.NewMySQLStore(testenv.OpenMySQL(t, dsn+"?innodb_lock_wait_timeout=1").DB)
+			consumer := idem.NewMySQLStore(testenv.OpenMySQL(t, testenv.DSNWithParams(dsn, "innodb_lock_wait_timeout=1")).DB)
 			for _, ttl := range []time.Duration{time.Minute, 2 * time.Hour} { // before and after the live records
 				for _, id := range []string{"brand-new", "expired-99999", "live-99999"} {
 					key := idem.Key{Group: "g1", Topic: "t", ID: fmt.Sprintf("%s-%s", id, ttl)}
