@@ -29,12 +29,33 @@ test: services-up ## Start the services, then run every test with -race on Maria
 test-short: ## Run only the tests that need no services
 	go test -short -count=1 ./...
 
+# make bench: the Go benchmarks of BENCH_PKGS (in the database, each beside its bare baseline), then
+# the suites of the bench tool (bench/, a module of its own: its plotting library stays out of the
+# library's go.mod). All of it lands in one table, docs/bench-results.md and docs/bench.png.
+# Add packages to BENCH_PKGS and suites to BENCH_SUITES; BENCH_NOTE says what else loaded the machine.
+BENCH_PKGS ?= ./txconsume/ ./txconsume/idem/
+BENCH_SUITES ?= broker,dedup
+BENCH_NOTE ?=
+BENCH_OUT := .services/bench
+TXBENCH = cd bench && go run ./cmd/txbench -suites '$(BENCH_SUITES)' -note '$(BENCH_NOTE)' -gobench ../$(BENCH_OUT)/gobench.txt
+
 .PHONY: bench
-bench: ## Benchmarks against the real database (MariaDB by default), each beside its baseline, with ratios
+bench: ## Every benchmark beside its baseline (broker, database, dedup table at 0/1M/10M rows): table, docs/bench.png, docs/bench-results.md
 	$(FIRST_SERVER) $(SERVICES) up
-	$(FIRST_SERVER) && $(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 2s -count 3 ./txconsume/ ./txconsume/idem/ | tee .services/bench.txt
-	@printf '\n%-70s %9s %9s %7s\n' 'candidate vs baseline' 'msgs/s' 'baseline' 'ratio'
-	@awk -f scripts/bench-ratios.awk .services/bench.txt | sort
+	mkdir -p $(BENCH_OUT)
+	$(FIRST_SERVER) && $(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 2s -count 3 $(BENCH_PKGS) | tee $(BENCH_OUT)/gobench.txt
+	$(FIRST_SERVER) && $(WITH_SERVICES) $(TXBENCH) -out ../docs
+
+.PHONY: bench-quick
+bench-quick: ## A short make bench for a quick look (one repetition, tables up to 1M rows), written under .services/bench
+	$(FIRST_SERVER) $(SERVICES) up
+	mkdir -p $(BENCH_OUT)
+	$(FIRST_SERVER) && $(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 1s -count 1 $(BENCH_PKGS) | tee $(BENCH_OUT)/gobench.txt
+	$(FIRST_SERVER) && $(WITH_SERVICES) $(TXBENCH) -quick -out ../$(BENCH_OUT)
+
+.PHONY: bench-clean
+bench-clean: ## Drop the filled dedup tables that make bench keeps between runs
+	$(FIRST_SERVER) && $(WITH_SERVICES) cd bench && go run ./cmd/txbench -clean
 
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint

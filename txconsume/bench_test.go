@@ -39,7 +39,7 @@ func benchDB(b *testing.B, params string) *sqlx.DB {
 		`CREATE TABLE t_account (id INT PRIMARY KEY, balance BIGINT NOT NULL)`,
 		`CREATE TABLE t_stock (sku INT PRIMARY KEY, qty BIGINT NOT NULL)`,
 		`CREATE TABLE t_ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL,
-			account INT NOT NULL, amount BIGINT NOT NULL)`,
+			account INT NOT NULL, amount BIGINT NOT NULL, KEY (msg_key))`,
 	} {
 		_, err := db.ExecContext(ctx, ddl)
 		require.NoError(b, err)
@@ -229,4 +229,68 @@ func BenchmarkBatch32(b *testing.B) {
 			report(b)
 		})
 	}
+}
+
+// rowLockHandler is a handler written for row-lock mode: it locks its business row, looks for its
+// own effect, and reports ErrAlreadyApplied when it finds it.
+func rowLockHandler(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+	n, err := strconv.Atoi(strings.TrimPrefix(m.ID, "bench-"))
+	if err != nil {
+		return err
+	}
+	row := n % benchRows
+	var balance int64
+	if err := tx.GetContext(ctx, &balance, "SELECT balance FROM t_account WHERE id = ? FOR UPDATE", row); err != nil {
+		return err
+	}
+	var seen int
+	if err := tx.GetContext(ctx, &seen, "SELECT COUNT(*) FROM t_ledger WHERE msg_key = ?", m.ID); err != nil {
+		return err
+	}
+	if seen > 0 {
+		return txconsume.ErrAlreadyApplied
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE t_account SET balance = balance + 100 WHERE id = ?", row); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO t_ledger (msg_key, account, amount) VALUES (?, ?, 100)", m.ID, row)
+	return err
+}
+
+// BenchmarkRowLock compares row-lock mode (no dedup table: the handler's own lock and check)
+// with the same handler in a bare transaction, at 16 goroutines.
+func BenchmarkRowLock(b *testing.B) {
+	if testing.Short() {
+		b.Skip("-short: needs MySQL")
+	}
+	ctx := context.Background()
+	db := benchDB(b, "interpolateParams=true")
+	p, err := txconsume.New(db, "bench", rowLockHandler, txconsume.WithRowLock())
+	require.NoError(b, err)
+	const conc = 16
+	run := func(b *testing.B, fn func() error) {
+		procs := runtime.GOMAXPROCS(0)
+		b.SetParallelism((conc + procs - 1) / procs)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := fn(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	}
+	b.Run("dsn=interpolate/conc=16/bare", func(b *testing.B) {
+		run(b, func() error { return bareTx(ctx, db, rowLockHandler, []*txconsume.Message{nextMsg()}) })
+	})
+	b.Run("dsn=interpolate/conc=16/row-lock", func(b *testing.B) {
+		run(b, func() error {
+			r, err := p.Process(ctx, nextMsg())
+			if err == nil && r != txconsume.Applied {
+				err = fmt.Errorf("result %v", r)
+			}
+			return err
+		})
+	})
 }
