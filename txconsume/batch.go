@@ -26,7 +26,7 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 //
 //   - the keys of the whole batch are claimed by one multi-row statement (one per 1000 keys),
 //     and one SELECT tells which of them this transaction claimed; the others were consumed
-//     before: Duplicate;
+//     before: Duplicate (a single key is claimed by a plain INSERT, as in Process);
 //   - messages sharing a key inside the batch collapse: the first one is handled, the later
 //     ones are Duplicate (or fail with it, if it fails);
 //   - the handlers run one after the other in that transaction, without savepoints. If all of
@@ -39,15 +39,26 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 //     failure runs the handlers up to the failing one a second time, which is one more reason
 //     why handlers must keep their effects inside the transaction.
 //
+// A deadlock or lock wait timeout splits the transaction instead of rerunning it whole: its
+// messages run again as two halves, each in a transaction of its own, and a half that loses a
+// lock conflict again is halved again, down to single messages, which are retried with backoff
+// up to WithMaxRetries times like Process. Batches whose messages update the same rows in
+// different orders (hot rows) thus end up in transactions small enough not to collide, and every
+// part commits (or fails) on its own, its keys with it. The Processor also remembers how large a
+// transaction last got through: the messages of later batches are cut into parts of that size,
+// which grows again by one message per part that commits and halves on each conflict, so that
+// contention costs few failed transactions and a batch under no contention stays one
+// transaction. A split calls Hooks.OnRetry with the part that lost, and a zero delay.
+//
 // The returned slice has one Result per message, in order. If some messages failed, the error
-// is a *BatchError listing them, their results are zero, and all other results are committed.
-// Any other error (begin, claim, commit, context, or a lock conflict that outlived the retries)
-// means nothing was committed, and the results are nil. A deadlock or lock wait timeout anywhere
-// in the batch reruns the whole transaction, every handler included, up to WithMaxRetries times;
-// the rerun in the savepoint mode after a failure is not a retry: it neither counts against
-// WithMaxRetries nor calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the
-// outcome of the transaction that decided it, never for a discarded optimistic run. A handler
-// panic is logged by each run that hits it.
+// is a *BatchError listing them, their results are zero, and all other results are committed;
+// this includes the messages of a part that failed as a whole (a lock conflict that outlived the
+// retries, say) after another part had committed. Any other error (begin, claim, commit,
+// context, or a lock conflict that outlived the retries, before any part committed) means
+// nothing was committed, and the results are nil. The rerun in the savepoint mode after a
+// failure is not a retry: it neither counts against WithMaxRetries nor calls Hooks.OnRetry.
+// Hooks.OnResult is called once per message, with the outcome of the transaction that decided
+// it, never for a discarded optimistic run. A handler panic is logged by each run that hits it.
 func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result, error) {
 	if p.isClosed() {
 		return nil, ErrClosed
@@ -57,19 +68,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 	var results []Result
 	var err error
 	if b.pending() {
-		err = p.withRetries(ctx, msgs, func() error {
-			if !b.savepoints {
-				err := p.batchAttempt(ctx, b)
-				if !errors.Is(err, errNeedSavepoints) {
-					return err
-				}
-				// Sticky for the rest of this call: a deadlock retry after the fallback goes
-				// straight to the savepoint mode rather than failing optimistically once more.
-				b.savepoints = true
-			}
-			// Same attempt number: the fallback is not a lock conflict and uses no retry.
-			return p.batchAttempt(ctx, b)
-		})
+		err = p.runParts(ctx, b)
 	}
 	if err != nil {
 		err = fmt.Errorf("txconsume: group %s batch of %d: %w", p.group, len(msgs), err)
@@ -106,10 +105,9 @@ type batch struct {
 	msgs  []*Message
 	ctxs  []context.Context // per message: what Hooks.OnStart returned, for its handler and hooks
 	items []batchItem
-	keys  []string // distinct stored keys to claim, sorted (dedup mode)
 
 	// savepoints makes every attempt run each handler behind a savepoint; set for the rest of
-	// the call once an optimistic attempt had a failing message.
+	// the part once an optimistic attempt had a failing message.
 	savepoints bool
 }
 
@@ -150,11 +148,7 @@ func (p *Processor) prepareBatch(ctx context.Context, msgs []*Message) *batch {
 			continue
 		}
 		firstOf[it.key] = i
-		b.keys = append(b.keys, it.key)
 	}
-	// Claiming in one global order makes two batches with overlapping keys lock them in the same
-	// order, which avoids most deadlocks between them.
-	slices.Sort(b.keys)
 	return b
 }
 
@@ -169,6 +163,18 @@ func (b *batch) pending() bool {
 }
 
 func (b *batch) finish() ([]Result, error) {
+	// Later copies of a key share the first copy's fate.
+	for i := range b.items {
+		it := &b.items[i]
+		if it.keyErr != nil || it.first == i {
+			continue
+		}
+		if f := b.items[it.first].failed; f != nil {
+			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
+		} else {
+			it.result = Duplicate
+		}
+	}
 	results := make([]Result, len(b.items))
 	var be BatchError
 	for i := range b.items {
@@ -196,8 +202,8 @@ func (b *batch) finish() ([]Result, error) {
 // handlers run without savepoints, and the first failure that needs a per-message rollback ends
 // the attempt with errNeedSavepoints after rolling everything back (the deferred Rollback runs
 // before the caller begins the next transaction, so that one does not wait on this one's locks).
-func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
-	for i := range b.items {
+func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) error {
+	for _, i := range part {
 		it := &b.items[i]
 		it.result, it.herr, it.failed = 0, nil, nil
 	}
@@ -208,18 +214,15 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 	defer func() { _ = tx.Rollback() }() // no-op after a successful commit
 
 	claimed := map[string]bool{}
-	if !p.cfg.rowLock && len(b.keys) > 0 {
-		if claimed, err = p.claimBatch(ctx, tx, b); err != nil {
+	if !p.cfg.rowLock {
+		if claimed, err = p.claimBatch(ctx, tx, b, part); err != nil {
 			return err
 		}
 	}
 
 	var unclaim, discarded []string
-	for i, m := range b.msgs {
-		it := &b.items[i]
-		if it.keyErr != nil || it.first != i {
-			continue
-		}
+	for _, i := range part {
+		m, it := b.msgs[i], &b.items[i]
 		if !p.cfg.rowLock && !claimed[it.key] {
 			it.result = Duplicate
 			continue
@@ -263,18 +266,6 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			unclaim = append(unclaim, it.key)
 		}
 	}
-	// Later copies of a key share the first copy's fate.
-	for i := range b.items {
-		it := &b.items[i]
-		if it.keyErr != nil || it.first == i {
-			continue
-		}
-		if f := b.items[it.first].failed; f != nil {
-			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
-		} else {
-			it.result = Duplicate
-		}
-	}
 	if !p.cfg.rowLock {
 		if err := p.updateClaims(ctx, tx, "DELETE FROM "+DedupTable, unclaim); err != nil {
 			return fmt.Errorf("remove failed claims: %w", err)
@@ -289,7 +280,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// claimBatch claims b.keys with one statement per maxKeysPerStatement keys and returns the set
+// claimBatch claims the keys of part with one statement per maxKeysPerStatement keys and returns the set
 // this transaction claimed.
 //
 // Why this shape: a plain multi-row INSERT fails as a whole on the first duplicate, and INSERT
@@ -304,18 +295,35 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 // Locking is the same as for single claims: a key inserted but not yet committed by another
 // transaction makes this statement wait; it then sees the row (Duplicate) or, if the other
 // transaction rolled back, inserts it.
-func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch) (map[string]bool, error) {
-	token := rand.Uint64()>>1 | 1 // never 0, fits a signed BIGINT too
-	firstMsg := map[string]*Message{}
-	for i := range b.items {
-		if it := &b.items[i]; it.keyErr == nil && it.first == i {
-			firstMsg[it.key] = b.msgs[i]
-		}
+func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, part []int) (map[string]bool, error) {
+	firstMsg := make(map[string]*Message, len(part))
+	keys := make([]string, 0, len(part))
+	for _, i := range part {
+		firstMsg[b.items[i].key] = b.msgs[i]
+		keys = append(keys, b.items[i].key)
 	}
-	claimed := make(map[string]bool, len(b.keys))
-	// Chunks keep every statement under the server's limit of 65535 placeholders; taken in the
-	// sorted order of b.keys, they still lock keys in one global order.
-	for keys := range slices.Chunk(b.keys, maxKeysPerStatement) {
+	// Claiming in one global order makes two batches with overlapping keys lock them in the same
+	// order, which avoids most deadlocks between them.
+	slices.Sort(keys)
+	claimed := make(map[string]bool, len(keys))
+	if len(keys) == 1 {
+		// One key needs no token and no read-back: a plain INSERT either claims it or fails with
+		// a duplicate-key error, which rolls back that statement only.
+		m := firstMsg[keys[0]]
+		_, err := tx.ExecContext(ctx, claimSQL, p.group, keys[0], clip(m.Topic), clip(m.ID), OutcomeApplied)
+		switch {
+		case sqlerr.IsDuplicate(err):
+		case err != nil:
+			return nil, fmt.Errorf("claim key: %w", err)
+		default:
+			claimed[keys[0]] = true
+		}
+		return claimed, nil
+	}
+	token := rand.Uint64()>>1 | 1 // never 0, fits a signed BIGINT too
+	// Chunks keep every statement under the server's limit of 65535 placeholders; taken in
+	// sorted order, they still lock keys in one global order.
+	for keys := range slices.Chunk(keys, maxKeysPerStatement) {
 		if err := p.claimChunk(ctx, tx, keys, firstMsg, token, claimed); err != nil {
 			return nil, err
 		}

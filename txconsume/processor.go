@@ -47,6 +47,9 @@ type Processor struct {
 	mu     sync.Mutex
 	claim  *sql.Stmt
 	closed bool
+
+	// parts sizes the transactions of ProcessBatch after lock conflicts (see runParts).
+	parts partSizer
 }
 
 // Close releases the Processor's prepared statement on every pooled connection. Process and
