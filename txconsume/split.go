@@ -128,10 +128,15 @@ func chunk(xs []int, n int) [][]int {
 type partSizer struct {
 	mu    sync.Mutex
 	limit int // messages per transaction; 0: unlimited
-	// credit counts the messages committed at the current limit; the limit grows by one once a
-	// limit's worth of messages got through, so it grows by about one per round of parts.
+	// credit counts the messages committed in parts of the current limit; the limit grows by one
+	// once growthRounds times the limit got through without a conflict. Many deliveries commit
+	// at once, so growing by one per limit's worth (TCP's rule) would climb straight back into
+	// the contention that lowered it.
 	credit int
 }
+
+// growthRounds is how many limits' worth of messages must commit before the limit grows by one.
+const growthRounds = 16
 
 // maxPartLimit is where a growing limit turns into no limit again.
 const maxPartLimit = 1024
@@ -160,7 +165,7 @@ func (s *partSizer) committed(n int) {
 		return
 	}
 	s.credit += n
-	if s.credit >= s.limit {
+	if s.credit >= s.limit*growthRounds {
 		s.credit = 0
 		s.limit++
 		if s.limit > maxPartLimit {

@@ -24,20 +24,28 @@ func TestPartSizer(t *testing.T) {
 		s.conflicted(1)
 		require.Equal(t, 1, s.size())
 	})
-	t.Run("commits at the limit raise it by one per limit's worth of messages", func(t *testing.T) {
+	t.Run("commits at the limit raise it by one per growthRounds limits' worth of messages", func(t *testing.T) {
 		var s partSizer
 		s.conflicted(8)
 		require.Equal(t, 4, s.size())
 		s.committed(2) // smaller than the limit: says nothing about the limit
 		require.Equal(t, 4, s.size())
+		for range growthRounds - 1 {
+			s.committed(4)
+		}
+		require.Equal(t, 4, s.size())
 		s.committed(4)
 		require.Equal(t, 5, s.size())
-		s.committed(5)
-		require.Equal(t, 6, s.size())
+		s.conflicted(5)
+		require.Equal(t, 2, s.size(), "a conflict also forfeits the credit")
+		s.committed(2)
+		require.Equal(t, 2, s.size())
 	})
 	t.Run("past the largest limit it is lifted", func(t *testing.T) {
 		s := partSizer{limit: maxPartLimit}
-		s.committed(maxPartLimit)
+		for range growthRounds {
+			s.committed(maxPartLimit)
+		}
 		require.Zero(t, s.size())
 	})
 }
