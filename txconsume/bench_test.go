@@ -150,6 +150,11 @@ func benchPerMessage(ctx context.Context, b *testing.B, label string, h txconsum
 	b.Run(name+"/bare", func(b *testing.B) {
 		run(b, func() error { return bareTx(ctx, db, h, []*txconsume.Message{nextMsg()}) })
 	})
+	// The bare transaction plus the claim's INSERT, run by hand: what the server spends on the
+	// dedup row, without any of the Processor's code. Process can at best match it.
+	b.Run(name+"/bare-with-claim-row", func(b *testing.B) {
+		run(b, func() error { return bareTx(ctx, db, withClaimRow(h), []*txconsume.Message{nextMsg()}) })
+	})
 	b.Run(name+"/process", func(b *testing.B) {
 		run(b, func() error {
 			r, err := p.Process(ctx, nextMsg())
@@ -159,6 +164,56 @@ func benchPerMessage(ctx context.Context, b *testing.B, label string, h txconsum
 			return err
 		})
 	})
+}
+
+// withClaimRow runs the claim's INSERT (as Process writes it) before h, in h's transaction.
+func withClaimRow(h txconsume.Handler) txconsume.Handler {
+	return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+txconsume.DedupTable+
+			" (consumer_group, dedup_key, topic, msg_id, outcome) VALUES (?, ?, ?, ?, ?)",
+			"bench-by-hand", m.ID, m.Topic, m.ID, txconsume.OutcomeApplied); err != nil {
+			return err
+		}
+		return h(ctx, tx, m)
+	}
+}
+
+// bareBatchWithClaims is a bare batch transaction plus the batch claim's two statements, run by
+// hand: the multi-row INSERT of every key and the SELECT that reads the claimed keys back.
+func bareBatchWithClaims(ctx context.Context, db *sqlx.DB, h txconsume.Handler, msgs []*txconsume.Message) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	q := "INSERT INTO " + txconsume.DedupTable + " (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES "
+	sel := "SELECT dedup_key FROM " + txconsume.DedupTable + " WHERE consumer_group = ? AND claim_token = ? AND dedup_key IN ("
+	args := []any{}
+	selArgs := []any{"bench-by-hand", 7}
+	for i, m := range msgs {
+		if i > 0 {
+			q += ", "
+			sel += ", "
+		}
+		q += "(?, ?, ?, ?, ?, ?)"
+		sel += "?"
+		args = append(args, "bench-by-hand", m.ID, m.Topic, m.ID, txconsume.OutcomeApplied, 7)
+		selArgs = append(selArgs, m.ID)
+	}
+	q += " ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = ?, 0, claim_token)"
+	if _, err := tx.ExecContext(ctx, q, append(args, 7)...); err != nil {
+		return err
+	}
+	var claimed []string
+	if err := tx.SelectContext(ctx, &claimed, sel+")", selArgs...); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := h(ctx, tx, m); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 func BenchmarkBatch32(b *testing.B) {
@@ -184,6 +239,14 @@ func BenchmarkBatch32(b *testing.B) {
 		b.Run(d.name+"/bare", func(b *testing.B) {
 			for b.Loop() {
 				if err := bareTx(ctx, db, benchHandler, batch()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b)
+		})
+		b.Run(d.name+"/bare-with-claim-rows", func(b *testing.B) {
+			for b.Loop() {
+				if err := bareBatchWithClaims(ctx, db, benchHandler, batch()); err != nil {
 					b.Fatal(err)
 				}
 			}
