@@ -30,6 +30,7 @@ import (
 	"github.com/txconsume/txconsume/bench/internal/dedupsize"
 	"github.com/txconsume/txconsume/bench/internal/gobench"
 	"github.com/txconsume/txconsume/bench/internal/report"
+	"github.com/txconsume/txconsume/txconsume/rmq"
 )
 
 func main() {
@@ -46,8 +47,10 @@ func run() error {
 	out := flag.String("out", "", "directory for the results file (bench-results.md) and the plot (bench.png); empty: none")
 	sizes := flag.String("sizes", "", "dedup table sizes, comma-separated (default 0,1000000,10000000; quick: 0,1000000)")
 	repeats := flag.Int("repeats", 0, "repetitions of every case (default 3; quick: 1)")
-	messages := flag.Int("messages", 0, "broker backlog per workload (default 20000; quick: 4000)")
+	messages := flag.Int("messages", 0, "broker backlog per workload (default 10000; quick: 4000)")
 	batches := flag.String("batches", "", "delivery sizes of the exactly-once broker variants (default 1,8,16,32; quick: 1,16)")
+	aloBatches := flag.String("alo-batches", "16", "delivery sizes of further at-least-once broker variants (besides its client defaults)")
+	naive := flag.Bool("naive", true, "include the naive check-then-insert broker variant")
 	note := flag.String("note", "", "what else loaded the machine during the run, for the results file")
 	clean := flag.Bool("clean", false, "drop the filled dedup tables kept between runs, and run nothing")
 	flag.Parse()
@@ -62,7 +65,7 @@ func run() error {
 		return dedupsize.Clean(ctx, logf)
 	}
 
-	cfgRepeats, cfgMessages, cfgSizes, cfgBatches := 3, 20000, "0,1000000,10000000", "1,8,16,32"
+	cfgRepeats, cfgMessages, cfgSizes, cfgBatches := 3, 10000, "0,1000000,10000000", "1,8,16,32"
 	paced, dur := 2000, 10*time.Second
 	if *quick {
 		if *clean {
@@ -106,13 +109,24 @@ func run() error {
 			}
 			variants := []brokerbench.Variant{brokerbench.Baseline, {Kind: brokerbench.ExactlyOnce}}
 			for _, b := range bs {
+				if b == rmq.DefaultBatchMaxSize {
+					continue // the defaults are this already
+				}
 				variants = append(variants, brokerbench.Variant{Kind: brokerbench.ExactlyOnce, Batch: b})
 			}
-			variants = append(variants, brokerbench.Variant{Kind: brokerbench.AtLeastOnce, Batch: 16},
-				brokerbench.Variant{Kind: brokerbench.Naive})
+			abs, err := ints(*aloBatches)
+			if err != nil {
+				return fmt.Errorf("-alo-batches: %w", err)
+			}
+			for _, b := range abs {
+				variants = append(variants, brokerbench.Variant{Kind: brokerbench.AtLeastOnce, Batch: b})
+			}
+			if *naive {
+				variants = append(variants, brokerbench.Variant{Kind: brokerbench.Naive})
+			}
 			rows, err := brokerbench.Run(ctx, brokerbench.Config{
 				Messages: cfgMessages, Paced: paced, Rate: 400, Repeats: cfgRepeats,
-				Timeout: 2 * time.Minute, Variants: variants, Log: logf,
+				Timeout: 90 * time.Second, Variants: variants, Log: logf,
 			})
 			if err != nil {
 				return err

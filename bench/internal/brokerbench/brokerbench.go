@@ -58,9 +58,9 @@ type Variant struct {
 func (v Variant) Name() string {
 	if v.Batch == 0 {
 		if v.Kind == ExactlyOnce {
-			return v.Kind + ", defaults"
+			return fmt.Sprintf("%s, defaults (batch %d)", v.Kind, rmq.DefaultBatchMaxSize)
 		}
-		return v.Kind + ", client defaults"
+		return v.Kind + ", client defaults (batch 1)"
 	}
 	return fmt.Sprintf("%s, batch %d", v.Kind, v.Batch)
 }
@@ -283,6 +283,8 @@ type tracker struct {
 	wantBacklog int
 	wantPaced   int
 	pacedTopic  string
+	// lock conflicts of the exactly-once consumer: batch transactions split, messages retried
+	splits, retries int
 }
 
 func newTracker(wantBacklog, wantPaced int, pacedTopic string) *tracker {
@@ -312,6 +314,17 @@ func (t *tracker) committed(id, topic string, born time.Time) {
 	t.backlog++
 	if t.backlog == t.wantBacklog {
 		close(t.backlogDone)
+	}
+}
+
+// retried counts a transaction that lost a lock conflict: split (n > 1) or retried (n == 1).
+func (t *tracker) retried(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n > 1 {
+		t.splits++
+	} else {
+		t.retries++
 	}
 }
 
@@ -390,6 +403,11 @@ func runVariant(ctx context.Context, cfg Config, base string, admin *rmq.Admin, 
 	if err := db.GetContext(ctx, &distinct, "SELECT COUNT(DISTINCT msg_key) FROM ledger"); err != nil {
 		return m, err
 	}
+	tr.mu.Lock()
+	if tr.splits+tr.retries > 0 {
+		m.note = joinNote(m.note, fmt.Sprintf("lock conflicts: %d splits, %d retries", tr.splits, tr.retries))
+	}
+	tr.mu.Unlock()
 	if twice := ledger - distinct; twice > 0 {
 		m.note = joinNote(m.note, fmt.Sprintf("%d applied twice", twice))
 	}
@@ -438,6 +456,9 @@ func newConsumer(db *sqlx.DB, ns, group string, topics []string, v Variant, tr *
 				if err == nil && r == txconsume.Applied {
 					tr.committed(m.ID, m.Topic, m.BornAt)
 				}
+			},
+			OnRetry: func(_ context.Context, ms []*txconsume.Message, _ int, _ error, _ time.Duration) {
+				tr.retried(len(ms))
 			},
 		}))
 		if err != nil {
