@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +77,7 @@ func MySQLServer(t testing.TB) Server {
 func MySQLBaseDSN(t testing.TB) string {
 	t.Helper()
 	mysqlBase.once.Do(func() {
-		if dsn := os.Getenv(EnvMySQLDSN); dsn != "" {
+		if dsn := serviceVar(EnvMySQLDSN); dsn != "" {
 			mysqlBase.dsn = dsn
 			return
 		}

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ var redisBase struct {
 func RedisAddr(t testing.TB) string {
 	t.Helper()
 	redisBase.once.Do(func() {
-		if addr := os.Getenv(EnvRedisAddr); addr != "" {
+		if addr := serviceVar(EnvRedisAddr); addr != "" {
 			redisBase.addr = addr
 			return
 		}
