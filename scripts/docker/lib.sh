@@ -49,24 +49,60 @@ docker_engine_up() {
   log "engine ready: $(docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}')"
 }
 
-# compose_detect sets COMPOSE to the first compose command that runs here: the `docker compose`
-# plugin, a `docker-compose` on PATH (Compose v2 standalone or Debian's 1.29), or the Compose v2
-# that scripts/docker/compose-install.sh built into $STATE/docker/bin. It fails, setting
-# COMPOSE_MISSING to the reason, when there is none: Debian's docker CLI has no compose
-# subcommand and answers `docker compose -f` with "unknown shorthand flag".
+# Compose v2 built from its Go module where no compose command is installed (Debian's docker CLI
+# has no compose subcommand; Debian's docker-compose 1.29 cannot read docker-compose.yml's `name`).
+COMPOSE_VERSION=v2.40.3
+COMPOSE_BUILT=$STATE/docker/bin/docker-compose
+
+# compose_v2 reports whether the command given is Compose v2 or later.
+compose_v2() {
+  local v
+  v=$("$@" version --short 2>/dev/null) || return 1
+  v=${v#v}
+  [ "${v%%.*}" -ge 2 ] 2>/dev/null
+}
+
+# compose_detect sets COMPOSE to the first Compose v2 command that runs here: the `docker compose`
+# plugin, `docker-compose` on PATH, or the one compose_install built. When there is none it fails
+# with COMPOSE_MISSING saying what it found: Debian's docker CLI answers `docker compose -f` with
+# "unknown shorthand flag".
 compose_detect() {
   COMPOSE=()
   COMPOSE_MISSING=
-  if docker compose version >/dev/null 2>&1; then
+  if compose_v2 docker compose; then
     COMPOSE=(docker compose)
-  elif command -v docker-compose >/dev/null 2>&1 && docker-compose version >/dev/null 2>&1; then
+  elif command -v docker-compose >/dev/null 2>&1 && compose_v2 docker-compose; then
     COMPOSE=(docker-compose)
-  elif [ -x "$STATE/docker/bin/docker-compose" ] && "$STATE/docker/bin/docker-compose" version >/dev/null 2>&1; then
-    COMPOSE=("$STATE/docker/bin/docker-compose")
+  elif [ -x "$COMPOSE_BUILT" ] && compose_v2 "$COMPOSE_BUILT"; then
+    COMPOSE=("$COMPOSE_BUILT")
   else
-    COMPOSE_MISSING="no compose command: neither \`docker compose\` nor \`docker-compose\` runs (install one, or run scripts/docker/compose-install.sh)"
+    COMPOSE_MISSING="no Compose v2: \`docker compose\` is not a docker subcommand here"
+    if command -v docker-compose >/dev/null 2>&1; then
+      COMPOSE_MISSING+=", and docker-compose is $(docker-compose version --short 2>/dev/null || echo unknown), which cannot read docker-compose.yml"
+    fi
     return 1
   fi
+}
+
+# compose_install builds Compose v2 from its Go module (through the Go module proxy) into
+# $STATE/docker/bin, once; about three minutes on two cores with an empty module cache.
+compose_install() {
+  compose_detect && return 0
+  command -v go >/dev/null 2>&1 || { log "FAILED: building Compose $COMPOSE_VERSION needs Go"; return 1; }
+  local dir=$STATE/docker src
+  mkdir -p "$dir/bin"
+  log "building Compose $COMPOSE_VERSION from its Go module (log: $dir/compose-build.log)"
+  # `go install` refuses the module (its go.mod has exclude directives): build it in its own folder.
+  src=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" 2>>"$dir/compose-build.log" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p') || true
+  if [ -z "$src" ] || ! (cd "$src" && CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+    -o "$COMPOSE_BUILT" ./cmd) >>"$dir/compose-build.log" 2>&1; then
+    log "FAILED: building Compose $COMPOSE_VERSION"
+    tail -n 20 "$dir/compose-build.log" >&2
+    return 1
+  fi
+  compose_detect
 }
 
 image_present() { docker image inspect "$1" >/dev/null 2>&1; }
