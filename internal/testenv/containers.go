@@ -61,6 +61,14 @@ func serviceVar(name string) string {
 	return os.Getenv(name)
 }
 
+// askedFor says why a container is started for the service of this variable.
+func askedFor(name string) string {
+	if os.Getenv(EnvTestcontainers) == "1" {
+		return EnvTestcontainers + "=1"
+	}
+	return name + " unset"
+}
+
 func imageFor(env, official string) string {
 	if img := os.Getenv(env); img != "" {
 		return img
@@ -237,7 +245,7 @@ func endpoint(ctx context.Context, c testcontainers.Container, port string) (str
 
 func startMySQLContainer() (string, error) {
 	if err := dockerAvailable(); err != nil {
-		return "", fmt.Errorf("%s unset and %w", EnvMySQLDSN, err)
+		return "", fmt.Errorf("%s and %w", askedFor(EnvMySQLDSN), err)
 	}
 	img := imageFor(EnvMySQLImage, DefaultMySQLImage)
 	ctx := context.Background()
@@ -263,7 +271,7 @@ func startMySQLContainer() (string, error) {
 
 func startRedisContainer() (string, error) {
 	if err := dockerAvailable(); err != nil {
-		return "", fmt.Errorf("%s unset and %w", EnvRedisAddr, err)
+		return "", fmt.Errorf("%s and %w", askedFor(EnvRedisAddr), err)
 	}
 	img := imageFor(EnvRedisImage, DefaultRedisImage)
 	ctx := context.Background()
@@ -288,7 +296,7 @@ func startRedisContainer() (string, error) {
 // in the way.
 func startRocketMQContainers() (namesrv, broker string, err error) {
 	if err := dockerAvailable(); err != nil {
-		return "", "", fmt.Errorf("%s unset and %w", EnvRocketMQNamesrv, err)
+		return "", "", fmt.Errorf("%s and %w", askedFor(EnvRocketMQNamesrv), err)
 	}
 	img := imageFor(EnvRocketMQImage, DefaultRocketMQImage)
 	ctx := context.Background()
