@@ -76,6 +76,16 @@ func imageFor(env, official string) string {
 	return official
 }
 
+// startFailed wraps the error of a container that did not start; for an official image it adds
+// how to use the local ones, since an unreachable Docker Hub is the common cause.
+func startFailed(what, img, env string, err error) error {
+	if os.Getenv(env) == "" {
+		return fmt.Errorf("start %s (%s; where Docker Hub does not answer, `make docker-images` builds local images: see %s): %w",
+			what, img, env, err)
+	}
+	return fmt.Errorf("start %s (%s): %w", what, img, err)
+}
+
 var dockerCheck struct {
 	once sync.Once
 	err  error
@@ -260,7 +270,7 @@ func startMySQLContainer() (string, error) {
 		track(c)
 	}
 	if err != nil {
-		return "", fmt.Errorf("start %s: %w", img, err)
+		return "", startFailed("mysql", img, EnvMySQLImage, err)
 	}
 	addr, err := endpoint(ctx, c, "3306/tcp")
 	if err != nil {
@@ -284,7 +294,7 @@ func startRedisContainer() (string, error) {
 		track(c)
 	}
 	if err != nil {
-		return "", fmt.Errorf("start %s: %w", img, err)
+		return "", startFailed("redis", img, EnvRedisImage, err)
 	}
 	return endpoint(ctx, c, "6379/tcp")
 }
@@ -321,7 +331,7 @@ func startRocketMQContainers() (namesrv, broker string, err error) {
 		track(ns)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("start rocketmq namesrv (%s): %w", img, err)
+		return "", "", startFailed("rocketmq namesrv", img, EnvRocketMQImage, err)
 	}
 	namesrv, err = endpoint(ctx, ns, "9876/tcp")
 	if err != nil {
@@ -344,7 +354,7 @@ func startRocketMQContainers() (namesrv, broker string, err error) {
 			break
 		}
 	}
-	return "", "", fmt.Errorf("start rocketmq broker (%s): %w", img, errors.Join(errs...))
+	return "", "", startFailed("rocketmq broker", img, EnvRocketMQImage, errors.Join(errs...))
 }
 
 func startBroker(ctx context.Context, img string, nw *testcontainers.DockerNetwork, port int,

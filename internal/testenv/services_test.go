@@ -95,65 +95,60 @@ func TestServicesPlan(t *testing.T) {
 	official := []string{"mysql:8.4", "redis:7", "apache/rocketmq:5.3.1"}
 	local := []string{"txconsume-local/mysql:9.7", "txconsume-local/redis:8", "txconsume-local/rocketmq:5.3.3"}
 
-	t.Run("a Debian machine keeps native services although an engine answers", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{apt: true, engine: true, composeV2: true, images: official})
-		require.NoError(t, err, logged)
-		require.Equal(t, "native", answer)
-		require.Contains(t, logged, "native services are the default")
-		require.Contains(t, logged, "TXCONSUME_SERVICES=docker")
-	})
-	t.Run("a docker CLI without compose falls back to native services", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{engine: true, images: official})
-		require.NoError(t, err, logged)
-		require.Equal(t, "native", answer)
-		require.Contains(t, logged, "falling back to native services: no Compose v2")
-		require.Equal(t, 1, strings.Count(logged, "\n"), "one line says why: %q", logged)
-	})
-	t.Run("docker-compose 1.29 is not taken for Compose v2", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{engine: true, compose1: true, images: official})
-		require.NoError(t, err, logged)
-		require.Equal(t, "native", answer)
-		require.Contains(t, logged, "docker-compose is 1.29.2")
-	})
-	t.Run("images neither present nor pullable fall back to native services", func(t *testing.T) {
-		answer, logged, calls, err := plan(t, machine{engine: true, composeV2: true})
-		require.NoError(t, err, logged)
-		require.Equal(t, "native", answer)
-		require.Contains(t, logged, "cannot be pulled")
-		require.Contains(t, logged, "no such host")
-		require.Contains(t, logged, "scripts/docker/build-images.sh")
-		require.Contains(t, calls, "pull ")
-	})
-	t.Run("local images take the compose path with the override file", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{engine: true, composeV2: true, images: local})
-		require.NoError(t, err, logged)
-		require.Equal(t, "docker", answer)
-		require.Contains(t, logged, "scripts/docker/compose.local.yml")
-	})
-	t.Run("official images take the compose path as it is", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{engine: true, composeV2: true, images: official})
-		require.NoError(t, err, logged)
-		require.Equal(t, "docker", answer)
-		require.NotContains(t, logged, "compose.local.yml")
-	})
-	t.Run("no engine means native services without a word about Docker", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{composeV2: true, images: official})
-		require.NoError(t, err, logged)
-		require.Equal(t, "native", answer)
-		require.Empty(t, logged)
-	})
-	t.Run("TXCONSUME_NO_DOCKER=1 never asks docker", func(t *testing.T) {
-		answer, logged, calls, err := plan(t, machine{engine: true, composeV2: true, images: official,
-			env: []string{"TXCONSUME_NO_DOCKER=1"}})
-		require.NoError(t, err, logged)
-		require.Equal(t, "native", answer)
-		require.Empty(t, calls)
-	})
-	t.Run("TXCONSUME_SERVICES=docker asks for compose on any machine", func(t *testing.T) {
-		answer, logged, _, err := plan(t, machine{apt: true, env: []string{"TXCONSUME_SERVICES=docker"}})
-		require.NoError(t, err, logged)
-		require.Equal(t, "docker", answer)
-	})
+	cases := []struct {
+		name      string
+		machine   machine
+		answer    string   // native or docker
+		logged    []string // in what the script says
+		notLogged string
+		noCalls   bool // docker is never asked
+	}{
+		{name: "a Debian machine keeps native services although an engine answers",
+			machine: machine{apt: true, engine: true, composeV2: true, images: official}, answer: "native",
+			logged: []string{"native services are the default", "TXCONSUME_SERVICES=docker"}},
+		{name: "a docker CLI without compose falls back to native services",
+			machine: machine{engine: true, images: official}, answer: "native",
+			logged: []string{"falling back to native services: no Compose v2"}},
+		{name: "docker-compose 1.29 is not taken for Compose v2",
+			machine: machine{engine: true, compose1: true, images: official}, answer: "native",
+			logged: []string{"falling back to native services", "docker-compose is 1.29.2"}},
+		{name: "images neither present nor pullable fall back to native services",
+			machine: machine{engine: true, composeV2: true}, answer: "native",
+			logged: []string{"cannot be pulled", "no such host", "scripts/docker/build-images.sh"}},
+		{name: "local images take the compose path with the override file",
+			machine: machine{engine: true, composeV2: true, images: local}, answer: "docker",
+			logged: []string{"scripts/docker/compose.local.yml"}},
+		{name: "official images take the compose path as it is",
+			machine: machine{engine: true, composeV2: true, images: official}, answer: "docker",
+			logged: []string{"docker-compose.yml"}, notLogged: "compose.local.yml"},
+		{name: "no engine means native services without a word about Docker",
+			machine: machine{composeV2: true, images: official}, answer: "native", notLogged: "docker"},
+		{name: "TXCONSUME_NO_DOCKER=1 never asks docker",
+			machine: machine{engine: true, composeV2: true, images: official, env: []string{"TXCONSUME_NO_DOCKER=1"}},
+			answer:  "native", noCalls: true},
+		{name: "TXCONSUME_SERVICES=native never asks docker",
+			machine: machine{engine: true, composeV2: true, images: official, env: []string{"TXCONSUME_SERVICES=native"}},
+			answer:  "native", noCalls: true},
+		{name: "TXCONSUME_SERVICES=docker asks for compose on any machine",
+			machine: machine{apt: true, env: []string{"TXCONSUME_SERVICES=docker"}}, answer: "docker"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			answer, logged, calls, err := plan(t, c.machine)
+			require.NoError(t, err, logged)
+			require.Equal(t, c.answer, answer, logged)
+			for _, want := range c.logged {
+				require.Contains(t, logged, want)
+			}
+			require.LessOrEqual(t, strings.Count(logged, "\n"), 1, "one line says why: %q", logged)
+			if c.notLogged != "" {
+				require.NotContains(t, logged, c.notLogged)
+			}
+			if c.noCalls {
+				require.Empty(t, calls)
+			}
+		})
+	}
 	t.Run("an unknown TXCONSUME_SERVICES is an error", func(t *testing.T) {
 		_, logged, _, err := plan(t, machine{env: []string{"TXCONSUME_SERVICES=podman"}})
 		require.Error(t, err)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables set here are read by the scripts that source it
 # Shared by scripts/services.sh and the scripts beside this file (source it; it defines functions
 # only). What a Docker engine can do is found out, never assumed: an engine that answers may still
 # lack a compose command or any way to get the official images.
@@ -51,8 +52,9 @@ docker_engine_up() {
 
 # Compose v2 built from its Go module where no compose command is installed (Debian's docker CLI
 # has no compose subcommand; Debian's docker-compose 1.29 cannot read docker-compose.yml's `name`).
+# It is kept outside the checkout, per version, so that every clone on the machine reuses it.
 COMPOSE_VERSION=v2.40.3
-COMPOSE_BUILT=$STATE/docker/bin/docker-compose
+COMPOSE_BUILT=${TXCONSUME_COMPOSE_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/txconsume/compose-$COMPOSE_VERSION/docker-compose}
 
 # compose_v2 reports whether the command given is Compose v2 or later.
 compose_v2() {
@@ -76,7 +78,7 @@ compose_detect() {
   elif [ -x "$COMPOSE_BUILT" ] && compose_v2 "$COMPOSE_BUILT"; then
     COMPOSE=("$COMPOSE_BUILT")
   else
-    COMPOSE_MISSING="no Compose v2: \`docker compose\` is not a docker subcommand here"
+    COMPOSE_MISSING="no Compose v2: \`docker compose\` is not a docker subcommand here (make test-docker builds one)"
     if command -v docker-compose >/dev/null 2>&1; then
       COMPOSE_MISSING+=", and docker-compose is $(docker-compose version --short 2>/dev/null || echo unknown), which cannot read docker-compose.yml"
     fi
@@ -85,12 +87,12 @@ compose_detect() {
 }
 
 # compose_install builds Compose v2 from its Go module (through the Go module proxy) into
-# $STATE/docker/bin, once; about three minutes on two cores with an empty module cache.
+# COMPOSE_BUILT, once per machine; minutes on two cores with an empty module cache.
 compose_install() {
   compose_detect && return 0
   command -v go >/dev/null 2>&1 || { log "FAILED: building Compose $COMPOSE_VERSION needs Go"; return 1; }
   local dir=$STATE/docker src
-  mkdir -p "$dir/bin"
+  mkdir -p "$dir" "$(dirname "$COMPOSE_BUILT")"
   log "building Compose $COMPOSE_VERSION from its Go module (log: $dir/compose-build.log)"
   # `go install` refuses the module (its go.mod has exclude directives): build it in its own folder.
   src=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" 2>>"$dir/compose-build.log" |

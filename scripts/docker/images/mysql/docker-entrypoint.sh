@@ -38,8 +38,8 @@ init_datadir() {
 
   note "Starting temporary server"
   "$@" --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCKET" --mysqlx=OFF &
-  local pid=$! i
-  for i in $(seq 120); do
+  local pid=$!
+  for _ in $(seq 120); do
     mysql --protocol=socket --socket="$SOCKET" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
     kill -0 "$pid" 2>/dev/null || die "temporary server exited during start-up"
     sleep 0.5
@@ -79,6 +79,7 @@ init_datadir() {
   [ -n "$MYSQL_DATABASE" ] && client+=("$MYSQL_DATABASE")
 
   local f
+  # shellcheck disable=SC1090  # sources the user's init scripts
   for f in /docker-entrypoint-initdb.d/*; do
     case "$f" in
       *.sh) note "$0: running $f"; if [ -x "$f" ]; then "$f"; else . "$f"; fi ;;
