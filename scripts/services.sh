@@ -430,11 +430,21 @@ compose_up() {
   [ -n "${TXCONSUME_MYSQL_DSN:-}" ] || svcs+=(mysql)
   [ -n "${TXCONSUME_REDIS_ADDR:-}" ] || svcs+=(redis)
   [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] || svcs+=(namesrv broker)
+  local svc port
+  for svc in "${svcs[@]}"; do
+    case $svc in mysql) port=$MYSQL_PORT ;; redis) port=$REDIS_PORT ;; namesrv) port=$NAMESRV_PORT ;; broker) port=$BROKER_PORT ;; esac
+    if port_open "$port"; then
+      fail "docker: 127.0.0.1:$port, where compose publishes $svc, is taken (by native services? see \`$0 status\`); make test-docker runs the stack on free ports instead"
+    fi
+  done
   log "docker: starting ${svcs[*]} from docker-compose.yml"
   # `env` prints the default ports: the stack publishes on them, whatever TXCONSUME_COMPOSE_*_PORT say.
   local compose=(env -u TXCONSUME_COMPOSE_MYSQL_PORT -u TXCONSUME_COMPOSE_REDIS_PORT
     -u TXCONSUME_COMPOSE_NAMESRV_PORT -u TXCONSUME_COMPOSE_BROKER_PORT "${COMPOSE[@]}" "${COMPOSE_FILES[@]}")
-  "${compose[@]}" up -d --wait "${svcs[@]}" || fail "compose up (${COMPOSE[*]} ${COMPOSE_FILES[*]})"
+  if ! "${compose[@]}" up -d --wait "${svcs[@]}"; then
+    "${compose[@]}" down -v >/dev/null 2>&1 || true
+    fail "compose up (${COMPOSE[*]} ${COMPOSE_FILES[*]})"
+  fi
   printf '%s\n' "${compose[@]}" >"$STATE/compose-started"
   if [[ " ${svcs[*]} " == *" broker "* ]]; then
     wait_for "rocketmq broker registered with namesrv" "" \
