@@ -52,13 +52,14 @@ const (
 	ryukEnv    = "TESTCONTAINERS_RYUK_DISABLED"
 )
 
-// serviceVar returns the service variable's value, or "" when TXCONSUME_TESTCONTAINERS=1 asks
-// for containers instead.
-func serviceVar(name string) string {
+func init() {
+	// TXCONSUME_TESTCONTAINERS=1 means containers for every service: the service variables (which
+	// `make test` exports) are dropped before any test reads them.
 	if os.Getenv(EnvTestcontainers) == "1" {
-		return ""
+		for _, name := range []string{EnvMySQLDSN, EnvRedisAddr, EnvRocketMQNamesrv, EnvRocketMQBroker} {
+			_ = os.Unsetenv(name)
+		}
 	}
-	return os.Getenv(name)
 }
 
 // askedFor says why a container is started for the service of this variable.

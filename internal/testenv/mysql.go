@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,7 @@ func MySQLServer(t testing.TB) Server {
 func MySQLBaseDSN(t testing.TB) string {
 	t.Helper()
 	mysqlBase.once.Do(func() {
-		if dsn := serviceVar(EnvMySQLDSN); dsn != "" {
+		if dsn := os.Getenv(EnvMySQLDSN); dsn != "" {
 			mysqlBase.dsn = dsn
 			return
 		}

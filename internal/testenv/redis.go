@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ var redisBase struct {
 func RedisAddr(t testing.TB) string {
 	t.Helper()
 	redisBase.once.Do(func() {
-		if addr := serviceVar(EnvRedisAddr); addr != "" {
+		if addr := os.Getenv(EnvRedisAddr); addr != "" {
 			redisBase.addr = addr
 			return
 		}

@@ -38,7 +38,7 @@ func init() {
 func RocketMQServer(t testing.TB) (namesrv, broker string) {
 	t.Helper()
 	rocketBase.once.Do(func() {
-		if ns := serviceVar(EnvRocketMQNamesrv); ns != "" {
+		if ns := os.Getenv(EnvRocketMQNamesrv); ns != "" {
 			rocketBase.namesrv = ns
 			rocketBase.broker = os.Getenv(EnvRocketMQBroker)
 			if rocketBase.broker == "" {

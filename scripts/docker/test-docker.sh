@@ -9,7 +9,8 @@
 #   3. testcontainers: the packages in TXCONSUME_DOCKER_PACKAGES (default: core, idem and the
 #      RocketMQ end-to-end tests) run with every service variable unset, so testenv starts MySQL,
 #      Redis, namesrv and broker through testcontainers-go; under CI=true a container that does not
-#      start fails the tests;
+#      start fails the tests; the database must be Oracle MySQL (TXCONSUME_EXPECT_SERVER=mysql),
+#      which mysql:8.4 and the local image are;
 #   4. compose: docker-compose.yml comes up as project txconsume-test on free loopback ports (the
 #      default ones may be held by native services), `make demo`'s driver runs against it, and the
 #      stack is taken down, also when something failed.
@@ -68,7 +69,8 @@ choose_images() {
 testcontainers_leg() {
   # shellcheck disable=SC2086
   env -u TXCONSUME_MYSQL_DSN -u TXCONSUME_REDIS_ADDR -u TXCONSUME_ROCKETMQ_NAMESRV -u TXCONSUME_ROCKETMQ_BROKER \
-    TXCONSUME_TESTCONTAINERS=1 go test -race -count=1 -timeout 30m $PACKAGES
+    TXCONSUME_TESTCONTAINERS=1 TXCONSUME_EXPECT_SERVER="${TXCONSUME_EXPECT_SERVER-mysql}" \
+    go test -race -count=1 -timeout 30m $PACKAGES
 }
 
 # free_port prints the first port from $1 up on which nothing listens on loopback.
