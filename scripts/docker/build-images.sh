@@ -46,6 +46,14 @@ recipe_hash() {
   } | sha256sum | cut -c1-16
 }
 
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# drop_replaced removes the image that a rebuild of ref replaced, unless something still uses it.
+drop_replaced() {
+  local old=$1 ref=$2
+  if [ -n "$old" ] && [ "$old" != "$(image_id "$ref")" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+}
+
 current() { [ $FORCE = 0 ] && [ "$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null)" = "$2" ]; }
 
 build_base() {
@@ -68,9 +76,12 @@ build_base() {
   # Without manual pages, update-alternatives (the JDK's, for one) still wants their folder.
   mkdir -p "$rootfs/usr/share/man/man1"
   log "docker import $BASE_IMAGE"
+  local old
+  old=$(image_id "$BASE_IMAGE")
   tar -C "$rootfs" -c . | docker import -c "LABEL $LABEL=$hash" -c 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null ||
     fail "docker import"
   rm -rf "$rootfs"
+  drop_replaced "$old" "$BASE_IMAGE"
 }
 
 # rocketmq_jars copies the namesrv, broker and tools jars of ROCKETMQ_VERSION (as scripts/services.sh
@@ -95,10 +106,13 @@ build_image() {
   cp -r "$RECIPES/$name" "$ctx"
   [ "$name" = rocketmq ] && rocketmq_jars "$ctx"
   log "docker build $ref"
+  local old
+  old=$(image_id "$ref")
   docker build --force-rm --label "$LABEL=$hash" --build-arg BASE="$BASE_IMAGE" \
     --build-arg ROCKETMQ_VERSION="$ROCKETMQ_VERSION" -t "$ref" "$ctx" >"$WORK/build-$name.log" 2>&1 ||
     fail "docker build $ref" "$WORK/build-$name.log"
   rm -rf "$ctx"
+  drop_replaced "$old" "$ref"
 }
 
 mkdir -p "$WORK"
