@@ -365,6 +365,9 @@ func startBroker(ctx context.Context, img string, nw *testcontainers.DockerNetwo
 		"brokerClusterName=DefaultCluster", "brokerName=broker-a", "brokerId=0",
 		"brokerIP1=127.0.0.1", "listenPort=" + strconv.Itoa(port),
 		"autoCreateTopicEnable=true", "autoCreateSubscriptionGroup=true",
+		// A send waits in the broker's queue up to this long before the broker answers "busy"
+		// (default 200ms): on a loaded two-core machine a containerised broker needs longer.
+		"waitTimeMillsInSendQueue=3000",
 	}, "\n") + "\n"
 	containerPort := strconv.Itoa(port) + "/tcp"
 	c, err := testcontainers.Run(ctx, img,
