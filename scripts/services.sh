@@ -104,6 +104,7 @@ docker_usable() {
     native) return 1 ;;
     auto) ;;
     docker)
+      compose_serves_servers || fail "TXCONSUME_SERVICES=docker: $SERVERS_MISSING"
       [ "$dry" = --dry ] && { log "docker: TXCONSUME_SERVICES=docker asks for docker-compose.yml"; return 0; }
       docker_engine_up || fail "TXCONSUME_SERVICES=docker: no Docker engine"
       compose_install || fail "TXCONSUME_SERVICES=docker: $COMPOSE_MISSING"
@@ -120,6 +121,10 @@ docker_usable() {
     log "docker: an engine answers, but where apt-get installs them native services are the default (TXCONSUME_SERVICES=docker takes docker-compose.yml)"
     return 1
   fi
+  if ! compose_serves_servers; then
+    log "docker: falling back to native services: $SERVERS_MISSING"
+    return 1
+  fi
   if ! compose_detect; then
     log "docker: falling back to native services: $COMPOSE_MISSING"
     return 1
@@ -133,6 +138,17 @@ docker_usable() {
     fi
   fi
   log "docker: using ${COMPOSE[*]} with ${COMPOSE_FILES[*]}"
+}
+
+# compose_serves_servers reports whether docker-compose.yml has every database server of the test
+# matrix that no variable names: its mysql service is Oracle MySQL, published where the matrix
+# expects Oracle MySQL (ORACLE_MYSQL_PORT); it has no MariaDB.
+compose_serves_servers() {
+  SERVERS_MISSING=
+  if [[ " $SERVERS " == *" mariadb "* ]] && [ -z "${TXCONSUME_MARIADB_DSN:-}" ]; then
+    SERVERS_MISSING="docker-compose.yml has no MariaDB (TXCONSUME_SERVERS=mysql tests on its Oracle MySQL alone)"
+    return 1
+  fi
 }
 
 # compose_images reports whether the official images of docker-compose.yml are present or can be
@@ -427,19 +443,20 @@ EOF
 
 compose_up() {
   local svcs=()
-  [ -n "${TXCONSUME_MYSQL_DSN:-}" ] || svcs+=(mysql)
+  [[ " $SERVERS " != *" mysql "* ]] || [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ] || svcs+=(mysql)
   [ -n "${TXCONSUME_REDIS_ADDR:-}" ] || svcs+=(redis)
   [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] || svcs+=(namesrv broker)
   local svc port
   for svc in "${svcs[@]}"; do
-    case $svc in mysql) port=$MYSQL_PORT ;; redis) port=$REDIS_PORT ;; namesrv) port=$NAMESRV_PORT ;; broker) port=$BROKER_PORT ;; esac
+    case $svc in mysql) port=$ORACLE_MYSQL_PORT ;; redis) port=$REDIS_PORT ;; namesrv) port=$NAMESRV_PORT ;; broker) port=$BROKER_PORT ;; esac
     if port_open "$port"; then
       fail "docker: 127.0.0.1:$port, where compose publishes $svc, is taken (by native services? see \`$0 status\`); make test-docker runs the stack on free ports instead"
     fi
   done
   log "docker: starting ${svcs[*]} from docker-compose.yml"
-  # `env` prints the default ports: the stack publishes on them, whatever TXCONSUME_COMPOSE_*_PORT say.
-  local compose=(env -u TXCONSUME_COMPOSE_MYSQL_PORT -u TXCONSUME_COMPOSE_REDIS_PORT
+  # The stack publishes where `env` points: MySQL where the matrix has Oracle MySQL, the others on
+  # their default ports, whatever TXCONSUME_COMPOSE_*_PORT say.
+  local compose=(env TXCONSUME_COMPOSE_MYSQL_PORT="$ORACLE_MYSQL_PORT" -u TXCONSUME_COMPOSE_REDIS_PORT
     -u TXCONSUME_COMPOSE_NAMESRV_PORT -u TXCONSUME_COMPOSE_BROKER_PORT "${COMPOSE[@]}" "${COMPOSE_FILES[@]}")
   if ! "${compose[@]}" up -d --wait "${svcs[@]}"; then
     "${compose[@]}" down -v >/dev/null 2>&1 || true

@@ -49,6 +49,8 @@ func TestServicesPlan(t *testing.T) {
 		images    []string // images present
 		env       []string // TXCONSUME_SERVICES and friends
 	}
+	// compose has Oracle MySQL and no MariaDB: the matrix runs its mysql leg alone.
+	mysqlOnly := []string{"TXCONSUME_SERVERS=mysql"}
 	// plan runs `services.sh plan` on the machine described, with PATH holding only the fakes and
 	// the few tools the script needs, and returns its answer, its log and the docker calls made.
 	plan := func(t *testing.T, m machine) (answer, logged, calls string, err error) {
@@ -107,20 +109,26 @@ func TestServicesPlan(t *testing.T) {
 			machine: machine{apt: true, engine: true, composeV2: true, images: official}, answer: "native",
 			logged: []string{"native services are the default", "TXCONSUME_SERVICES=docker"}},
 		{name: "a docker CLI without compose falls back to native services",
-			machine: machine{engine: true, images: official}, answer: "native",
+			machine: machine{engine: true, images: official, env: mysqlOnly}, answer: "native",
 			logged: []string{"falling back to native services: no Compose v2"}},
 		{name: "docker-compose 1.29 is not taken for Compose v2",
-			machine: machine{engine: true, compose1: true, images: official}, answer: "native",
+			machine: machine{engine: true, compose1: true, images: official, env: mysqlOnly}, answer: "native",
 			logged: []string{"falling back to native services", "docker-compose is 1.29.2"}},
 		{name: "images neither present nor pullable fall back to native services",
-			machine: machine{engine: true, composeV2: true}, answer: "native",
+			machine: machine{engine: true, composeV2: true, env: mysqlOnly}, answer: "native",
 			logged: []string{"cannot be pulled", "no such host", "scripts/docker/build-images.sh"}},
 		{name: "local images take the compose path with the override file",
-			machine: machine{engine: true, composeV2: true, images: local}, answer: "docker",
+			machine: machine{engine: true, composeV2: true, images: local, env: mysqlOnly}, answer: "docker",
 			logged: []string{"scripts/docker/compose.local.yml"}},
 		{name: "official images take the compose path as it is",
-			machine: machine{engine: true, composeV2: true, images: official}, answer: "docker",
+			machine: machine{engine: true, composeV2: true, images: official, env: mysqlOnly}, answer: "docker",
 			logged: []string{"docker-compose.yml"}, notLogged: "compose.local.yml"},
+		{name: "the matrix's MariaDB leg keeps native services",
+			machine: machine{engine: true, composeV2: true, images: official}, answer: "native",
+			logged: []string{"falling back to native services: docker-compose.yml has no MariaDB"}},
+		{name: "a MariaDB named by its variable leaves the rest to compose",
+			machine: machine{engine: true, composeV2: true, images: official, env: []string{"TXCONSUME_MARIADB_DSN=x"}},
+			answer:  "docker"},
 		{name: "no engine means native services without a word about Docker",
 			machine: machine{composeV2: true, images: official}, answer: "native", notLogged: "docker"},
 		{name: "TXCONSUME_NO_DOCKER=1 never asks docker",
@@ -130,7 +138,8 @@ func TestServicesPlan(t *testing.T) {
 			machine: machine{engine: true, composeV2: true, images: official, env: []string{"TXCONSUME_SERVICES=native"}},
 			answer:  "native", noCalls: true},
 		{name: "TXCONSUME_SERVICES=docker asks for compose on any machine",
-			machine: machine{apt: true, env: []string{"TXCONSUME_SERVICES=docker"}}, answer: "docker"},
+			machine: machine{apt: true, env: []string{"TXCONSUME_SERVICES=docker", "TXCONSUME_SERVERS=mysql"}},
+			answer:  "docker"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,6 +158,11 @@ func TestServicesPlan(t *testing.T) {
 			}
 		})
 	}
+	t.Run("TXCONSUME_SERVICES=docker with MariaDB in the matrix is an error", func(t *testing.T) {
+		_, logged, _, err := plan(t, machine{apt: true, env: []string{"TXCONSUME_SERVICES=docker"}})
+		require.Error(t, err)
+		require.Contains(t, logged, "docker-compose.yml has no MariaDB")
+	})
 	t.Run("an unknown TXCONSUME_SERVICES is an error", func(t *testing.T) {
 		_, logged, _, err := plan(t, machine{env: []string{"TXCONSUME_SERVICES=podman"}})
 		require.Error(t, err)
