@@ -359,36 +359,34 @@ func BenchmarkRowLock(b *testing.B) {
 	})
 }
 
-// hotRows is how many accounts the hot-row benchmark's messages update: a popular product's
-// stock or a merchant's balance, where concurrent batches collide.
-const hotRows = 20
-
-// hotHandler credits one of hotRows accounts (the message's number modulo hotRows) and writes a
-// ledger row.
-func hotHandler(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
-	n, err := strconv.Atoi(strings.TrimPrefix(m.ID, "bench-"))
-	if err != nil {
+// contentionHandler returns a handler that credits one of rows accounts (the message's number,
+// scrambled, modulo rows) and writes a ledger row. With 20 rows (a popular product's stock, a
+// merchant's balance) concurrent batches collide; with 1000 they rarely do.
+func contentionHandler(rows int) txconsume.Handler {
+	return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		n, err := strconv.Atoi(strings.TrimPrefix(m.ID, "bench-"))
+		if err != nil {
+			return err
+		}
+		row := (n * 7919) % rows
+		if _, err := tx.ExecContext(ctx, "UPDATE t_account SET balance = balance + 100 WHERE id = ?", row); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO t_ledger (msg_key, account, amount) VALUES (?, ?, 100)", m.ID, row)
 		return err
 	}
-	row := (n * 7919) % hotRows // consecutive messages spread over the rows in a scrambled order
-	if _, err := tx.ExecContext(ctx, "UPDATE t_account SET balance = balance + 100 WHERE id = ?", row); err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO t_ledger (msg_key, account, amount) VALUES (?, ?, 100)", m.ID, row)
-	return err
 }
 
-// BenchmarkHotRows compares, at 16 goroutines on 20 hot rows, one message per transaction (bare
-// and Process) with ProcessBatch of 16: batches of such messages deadlock with each other, and
-// ProcessBatch splits the transactions that lose.
-func BenchmarkHotRows(b *testing.B) {
+// BenchmarkRowContention compares, at 16 goroutines on 20 hot rows and on 1000 cold ones, one
+// message per transaction (bare, with the retry a hand-written consumer needs, and Process) with
+// ProcessBatch of 16: batches of hot-row messages deadlock with each other, and ProcessBatch
+// splits the transactions that lose.
+func BenchmarkRowContention(b *testing.B) {
 	if testing.Short() {
 		b.Skip("-short: needs MySQL")
 	}
 	ctx := context.Background()
 	db := benchDB(b, "interpolateParams=true")
-	p, err := txconsume.New(db, "bench", hotHandler)
-	require.NoError(b, err)
 	const conc, size = 16, 16
 	run := func(b *testing.B, perOp int, fn func() error) {
 		procs := runtime.GOMAXPROCS(0)
@@ -403,35 +401,40 @@ func BenchmarkHotRows(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds(), "msgs/s")
 	}
-	name := fmt.Sprintf("rows=%d/conc=%d", hotRows, conc)
-	b.Run(name+"/bare", func(b *testing.B) {
-		run(b, 1, func() error {
-			m := nextMsg()
-			for {
-				// A hand-written consumer's transaction retried on a lock conflict.
-				err := bareTx(ctx, db, hotHandler, []*txconsume.Message{m})
-				if !isLockConflict(err) {
-					return err
+	for _, rows := range []int{20, benchRows} {
+		h := contentionHandler(rows)
+		p, err := txconsume.New(db, "bench", h)
+		require.NoError(b, err)
+		name := fmt.Sprintf("rows=%d/conc=%d", rows, conc)
+		b.Run(name+"/bare", func(b *testing.B) {
+			run(b, 1, func() error {
+				m := nextMsg()
+				for {
+					// A hand-written consumer's transaction, retried on a lock conflict.
+					err := bareTx(ctx, db, h, []*txconsume.Message{m})
+					if !isLockConflict(err) {
+						return err
+					}
 				}
-			}
+			})
 		})
-	})
-	b.Run(name+"/process", func(b *testing.B) {
-		run(b, 1, func() error {
-			_, err := p.Process(ctx, nextMsg())
-			return err
+		b.Run(name+"/process", func(b *testing.B) {
+			run(b, 1, func() error {
+				_, err := p.Process(ctx, nextMsg())
+				return err
+			})
 		})
-	})
-	b.Run(fmt.Sprintf("%s/process-batch-%d", name, size), func(b *testing.B) {
-		run(b, size, func() error {
-			ms := make([]*txconsume.Message, size)
-			for i := range ms {
-				ms[i] = nextMsg()
-			}
-			_, err := p.ProcessBatch(ctx, ms)
-			return err
+		b.Run(fmt.Sprintf("%s/process-batch-%d", name, size), func(b *testing.B) {
+			run(b, size, func() error {
+				ms := make([]*txconsume.Message, size)
+				for i := range ms {
+					ms[i] = nextMsg()
+				}
+				_, err := p.ProcessBatch(ctx, ms)
+				return err
+			})
 		})
-	})
+	}
 }
 
 func isLockConflict(err error) bool {

@@ -77,9 +77,9 @@ type consumerConfig struct {
 
 func defaultConsumerConfig() consumerConfig {
 	return consumerConfig{
-		listener:     defaultListenerConfig(),
-		goroutines:   20,
-		fromWhere:    consumer.ConsumeFromLastOffset,
+		listener:   defaultListenerConfig(),
+		goroutines: 20,
+		fromWhere:  consumer.ConsumeFromLastOffset,
 	}
 }
 
