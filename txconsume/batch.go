@@ -285,12 +285,13 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 //
 // Why this shape: a plain multi-row INSERT fails as a whole on the first duplicate, and INSERT
 // IGNORE would also swallow errors that are not duplicates (truncation, bad values). MySQL has no
-// RETURNING (MariaDB does), and affected-rows counts say how many rows were inserted, not which
-// (and change meaning under clientFoundRows). So the INSERT writes a random per-transaction
-// token into the rows it inserts, and ON DUPLICATE KEY UPDATE leaves existing rows alone, except
-// that an existing row that happens to carry the same token is reset to 0. After the statement,
+// RETURNING (MariaDB does), and affected-rows counts say how many rows were inserted, not which.
+// So the INSERT writes a random per-transaction token (odd, never 0) into the rows it inserts,
+// and ON DUPLICATE KEY UPDATE sets the token of existing rows to 0 or 2. After the statement,
 // the rows of these keys carrying the token are exactly the ones this transaction inserted, which
-// one SELECT reads back (a transaction always sees its own writes, at any isolation level).
+// one SELECT reads back (a transaction always sees its own writes, at any isolation level); when
+// the affected-rows count says that every key was inserted, which is the common case, the
+// SELECT is skipped.
 //
 // Locking is the same as for single claims: a key inserted but not yet committed by another
 // transaction makes this statement wait; it then sees the row (Duplicate) or, if the other
@@ -341,7 +342,7 @@ func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, 
 	token uint64, claimed map[string]bool) error {
 	var q strings.Builder
 	q.WriteString("INSERT INTO " + DedupTable + " (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES ")
-	args := make([]any, 0, 6*len(keys)+1)
+	args := make([]any, 0, 6*len(keys))
 	for i, k := range keys {
 		if i > 0 {
 			q.WriteString(", ")
@@ -350,10 +351,21 @@ func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, 
 		m := firstMsg[k]
 		args = append(args, p.group, k, clip(m.Topic), clip(m.ID), OutcomeApplied, token)
 	}
-	q.WriteString(" ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = ?, 0, claim_token)")
-	args = append(args, token)
-	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+	// An existing row's token flips between 0 and 2, even values that no token takes: the row
+	// always changes, so it counts 2 affected rows whatever clientFoundRows says, and an inserted
+	// row counts 1. len(keys) affected rows therefore means that every key was inserted, and the
+	// read-back below is needed only when some already existed (a redelivery). An existing row
+	// never keeps a token, so it cannot match this transaction's either.
+	q.WriteString(" ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = 0, 2, 0)")
+	res, err := tx.ExecContext(ctx, q.String(), args...)
+	if err != nil {
 		return fmt.Errorf("claim keys: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == int64(len(keys)) {
+		for _, k := range keys {
+			claimed[k] = true
+		}
+		return nil
 	}
 
 	q.Reset()
