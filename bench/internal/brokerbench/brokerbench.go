@@ -285,6 +285,7 @@ type tracker struct {
 	pacedTopic  string
 	// lock conflicts of the exactly-once consumer: batch transactions split, messages retried
 	splits, retries int
+	failures        int // messages whose processing failed
 }
 
 func newTracker(wantBacklog, wantPaced int, pacedTopic string) *tracker {
@@ -315,6 +316,13 @@ func (t *tracker) committed(id, topic string, born time.Time) {
 	if t.backlog == t.wantBacklog {
 		close(t.backlogDone)
 	}
+}
+
+// failed counts a message whose processing failed (its delivery is redelivered).
+func (t *tracker) failed() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failures++
 }
 
 // retried counts a transaction that lost a lock conflict: split (n > 1) or retried (n == 1).
@@ -407,6 +415,9 @@ func runVariant(ctx context.Context, cfg Config, base string, admin *rmq.Admin, 
 	if tr.splits+tr.retries > 0 {
 		m.note = joinNote(m.note, fmt.Sprintf("lock conflicts: %d splits, %d retries", tr.splits, tr.retries))
 	}
+	if tr.failures > 0 {
+		m.note = joinNote(m.note, fmt.Sprintf("%d failed and redelivered", tr.failures))
+	}
 	tr.mu.Unlock()
 	if twice := ledger - distinct; twice > 0 {
 		m.note = joinNote(m.note, fmt.Sprintf("%d applied twice", twice))
@@ -453,7 +464,10 @@ func newConsumer(db *sqlx.DB, ns, group string, topics []string, v Variant, tr *
 			return apply(ctx, tx, m.ID, m.Body)
 		}, txconsume.WithLogger(quiet), txconsume.WithHooks(txconsume.Hooks{
 			OnResult: func(_ context.Context, m *txconsume.Message, r txconsume.Result, err error, _ time.Duration) {
-				if err == nil && r == txconsume.Applied {
+				switch {
+				case err != nil:
+					tr.failed()
+				case r == txconsume.Applied:
 					tr.committed(m.ID, m.Topic, m.BornAt)
 				}
 			},
