@@ -91,14 +91,15 @@ func RetryDelay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// PanicError is returned when a handler panicked. The transaction was rolled back (in a batch:
-// to the message's savepoint) and the process keeps running.
+// PanicError is returned when a handler or a KeyFunc panicked. A handler's transaction was
+// rolled back (in a batch: to the message's savepoint), a message whose KeyFunc panicked was not
+// handled at all, and the process keeps running.
 type PanicError struct {
 	Value any    // the value passed to panic
 	Stack []byte // the goroutine's stack at the panic
 }
 
-func (e *PanicError) Error() string { return fmt.Sprintf("txconsume: handler panicked: %v", e.Value) }
+func (e *PanicError) Error() string { return fmt.Sprintf("txconsume: panic: %v", e.Value) }
 
 // Unwrap returns the panic value when it is an error.
 func (e *PanicError) Unwrap() error {

@@ -141,6 +141,7 @@ func (p *Processor) Check(ctx context.Context) error {
 //   - any other handler error, a panic (*PanicError) or a cancelled context rolls everything
 //     back and returns the error: the message should be redelivered. A RetryAfter error keeps
 //     its delay (see RetryDelay);
+//   - a KeyFunc that fails or panics (a *PanicError) returns its error before anything runs;
 //   - a deadlock or lock wait timeout reruns the whole transaction, handler included, up to
 //     WithMaxRetries times.
 //
@@ -294,8 +295,17 @@ func (p *Processor) call(ctx context.Context, tx *sqlx.Tx, msg *Message) (err er
 	return p.h(ctx, tx, msg)
 }
 
-// key returns msg's deduplication key, rejecting an empty one.
-func (p *Processor) key(msg *Message) (string, error) {
+// key returns msg's deduplication key, rejecting an empty one. A panicking KeyFunc is a
+// *PanicError, as a panicking handler is: one bad message must not crash the consumer.
+func (p *Processor) key(msg *Message) (_ string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &PanicError{Value: v, Stack: debug.Stack()}
+			p.cfg.logger.Error("txconsume: key func panicked", slog.String("group", p.group),
+				slog.String("msg_id", msg.ID), slog.Any("panic", v), slog.String("stack", string(pe.Stack)))
+			err = fmt.Errorf("txconsume: key of message %s: %w", msg.ID, pe)
+		}
+	}()
 	k, err := p.cfg.keyFunc(msg)
 	if err != nil {
 		return "", fmt.Errorf("txconsume: key of message %s: %w", msg.ID, err)

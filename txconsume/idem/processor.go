@@ -64,7 +64,8 @@ func New(store Store, group string, h Handler, opts ...Option) (*Processor, erro
 //     txconsume.Discard the record becomes CONSUMED too: (Discarded, nil). On any other error or a
 //     panic (returned as a *txconsume.PanicError) the record is deleted and the error returned,
 //     so the redelivery processes the key.
-//   - the store cannot be reached: a *StoreError and the handler does not run (see WithFailOpen).
+//   - the store cannot be reached: a *StoreError and the handler does not run (see WithFailOpen);
+//   - the key function fails or panics (a *txconsume.PanicError): the error, and nothing runs.
 //
 // Once the handler has succeeded, Process reports success even if the record cannot be marked
 // CONSUMED (it logs the failure): the effect has happened, and a redelivery would only repeat it.
@@ -102,7 +103,7 @@ func (p *Processor) Check(ctx context.Context) error {
 }
 
 func (p *Processor) process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
-	id, err := p.cfg.keyFunc(msg)
+	id, err := p.key(msg)
 	if err != nil {
 		return 0, fmt.Errorf("idem: key of message %s: %w", msg.ID, err)
 	}
@@ -213,6 +214,16 @@ func (p *Processor) reportDiscard(ctx context.Context, msg *txconsume.Message, k
 	p.cfg.logger.WarnContext(ctx, "idem: message discarded", slog.String("group", p.group),
 		slog.String("topic", msg.Topic), slog.String("msg_id", msg.ID), slog.String("key", key.ID),
 		slog.Any("reason", reason))
+}
+
+// key calls the KeyFunc and turns a panic into a *txconsume.PanicError, as run does for the handler.
+func (p *Processor) key(msg *txconsume.Message) (_ string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &txconsume.PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return p.cfg.keyFunc(msg)
 }
 
 // minFinishTimeout bounds one attempt to record an outcome when the lease has (nearly) run out.

@@ -473,6 +473,20 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		require.EqualValues(t, 1, r.calls.Load())
 	})
 
+	t.Run("PanickingKeyFuncIsAPanicError", func(t *testing.T) {
+		r := newRig(t, setup)
+		p := r.processor(r.effect, idem.WithKeyFunc(func(*txconsume.Message) (string, error) {
+			panic("key bug")
+		}))
+		res, err := p.Process(ctx, message(msgID))
+		var pe *txconsume.PanicError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, "key bug", pe.Value)
+		require.NotEmpty(t, pe.Stack)
+		require.Zero(t, res)
+		require.Zero(t, r.calls.Load())
+	})
+
 	t.Run("CancelledContextReleasesRecord", func(t *testing.T) {
 		r := newRig(t, setup)
 		started := make(chan struct{})
