@@ -42,7 +42,9 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // The returned slice has one Result per message, in order. If some messages failed, the error
 // is a *BatchError listing them, their results are zero, and all other results are committed.
 // Any other error (begin, claim, commit, context, or a lock conflict that outlived the retries)
-// means nothing was committed, and the results are nil. A deadlock or lock wait timeout anywhere
+// fails the whole batch and the results are nil: redeliver all of it. Nothing was committed then,
+// except when the error wraps ErrCommitUnknown: the connection failed after COMMIT was sent, so
+// the batch may have been committed, and its redelivery finds those messages Duplicate. A deadlock or lock wait timeout anywhere
 // in the batch reruns the whole transaction, every handler included, up to WithMaxRetries times;
 // the rerun in the savepoint mode after a failure is not a retry: it neither counts against
 // WithMaxRetries nor calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the
@@ -284,7 +286,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return commitError(err)
 	}
 	return nil
 }

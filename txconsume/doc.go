@@ -67,6 +67,9 @@
 //     again with jittered backoff, up to WithMaxRetries times. Handlers must therefore keep their
 //     effects inside the transaction: whatever they do elsewhere (HTTP calls, e-mail) may happen
 //     more than once. For such effects see package idem.
+//   - the connection fails after COMMIT was sent: the error wraps ErrCommitUnknown. The server
+//     may have committed or not; the redelivery tells (Duplicate if it did). Never acknowledge a
+//     message on an error, this one included.
 //
 // # Batches
 //

@@ -21,6 +21,14 @@ var ErrEmptyKey = errors.New("txconsume: empty deduplication key")
 // conflict (deadlock or lock wait timeout) after the retries allowed by WithMaxRetries.
 var ErrRetriesExhausted = errors.New("txconsume: retries exhausted")
 
+// ErrCommitUnknown is wrapped around the error of a COMMIT whose outcome the client cannot know:
+// the connection failed after the COMMIT was sent, or may have been, so the server may have
+// committed the transaction (the deduplication record and the handler's effects together) or
+// rolled it back. Do not acknowledge the message: redeliver it. The redelivery settles the
+// question: if the commit happened, the key is claimed and the redelivery is a Duplicate;
+// if not, it is applied then. Match it with errors.Is.
+var ErrCommitUnknown = errors.New("txconsume: commit outcome unknown")
+
 // ErrClosed is returned by Process and ProcessBatch after Close.
 var ErrClosed = errors.New("txconsume: processor closed")
 

@@ -143,9 +143,13 @@ func (p *Processor) Check(ctx context.Context) error {
 //     its delay (see RetryDelay);
 //   - a KeyFunc that fails or panics (a *PanicError) returns its error before anything runs;
 //   - a deadlock or lock wait timeout reruns the whole transaction, handler included, up to
-//     WithMaxRetries times.
+//     WithMaxRetries times;
+//   - if the connection fails after COMMIT was sent, the error wraps ErrCommitUnknown: the
+//     message may or may not have been applied, and its redelivery settles which (Duplicate if
+//     the commit happened).
 //
-// The Result is meaningful only when the error is nil.
+// The Result is meaningful only when the error is nil. Acknowledge the message to the broker
+// only then; on any error, let it be redelivered.
 func (p *Processor) Process(ctx context.Context, msg *Message) (Result, error) {
 	start := time.Now()
 	if msg != nil {
@@ -252,9 +256,20 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 	}
 	done = true
 	if err := tx.Commit(); err != nil {
-		return 0, nil, fmt.Errorf("txconsume: commit: %w", err)
+		return 0, nil, fmt.Errorf("txconsume: %w", commitError(err))
 	}
 	return Applied, nil, nil
+}
+
+// commitError describes a failed tx.Commit. A server error is an answer: the server did not
+// commit. database/sql checks the context before it sends COMMIT, so a context error means
+// nothing was sent. Anything else (a connection that broke, an answer that never came) leaves the
+// outcome unknown: ErrCommitUnknown.
+func commitError(err error) error {
+	if sqlerr.Number(err) != 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return fmt.Errorf("commit: %w: %w", ErrCommitUnknown, err)
 }
 
 // recordDiscard records key as discarded in a fresh transaction, after the handler's transaction
