@@ -18,6 +18,12 @@ import (
 // "failed", not "nothing was committed"), and the redelivery must settle it.
 func TestCommitOutcomeUnknown(t *testing.T) {
 	ctx := context.Background()
+	for _, pool := range poolKinds {
+		t.Run(pool.name, func(t *testing.T) { testCommitOutcomeUnknown(ctx, t, pool.guarded) })
+	}
+}
+
+func testCommitOutcomeUnknown(ctx context.Context, t *testing.T, guarded bool) {
 	A, D := txconsume.Applied, txconsume.Duplicate
 	// setup returns the fixture, a proxy in front of its server and a pool that goes through it.
 	setup := func(t *testing.T) (*fixture, *testenv.Proxy, *sqlx.DB) {
@@ -26,7 +32,11 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 		require.NoError(t, err)
 		proxy := testenv.StartProxy(t, cfg.Addr)
 		cfg.Addr = proxy.Addr()
-		return f, proxy, testenv.OpenMySQL(t, cfg.FormatDSN())
+		proxied := &fixture{t: t, dsn: cfg.FormatDSN()}
+		if guarded {
+			return f, proxy, proxied.guardedPool("")
+		}
+		return f, proxy, proxied.pool("")
 	}
 	fired := func(t *testing.T, tr *testenv.Trigger) {
 		t.Helper()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/txconsume/txconsume/txconsume/internal/txguard"
 )
 
 // ErrAlreadyApplied is returned by a handler (possibly wrapped) when it finds that the message's
@@ -162,3 +164,18 @@ func (e *BatchError) Failed(i int) error {
 	}
 	return nil
 }
+
+// ErrTxAborted is wrapped by the error of a transaction that the server rolled back while its
+// handler went on: InnoDB rolls back the whole transaction, claim included, on a deadlock
+// (and on some other errors), and a handler that drops that error and returns nil must not get
+// its message reported Applied. Nothing of the transaction is committed, and the Processor runs
+// it again like any lock conflict (WithMaxRetries). On a pool opened through Connector it also
+// wraps the server's error, and the statements the handler runs after it fail with it.
+var ErrTxAborted = txguard.ErrAborted
+
+// ErrHandlerEndedTx is wrapped by the error of a message whose handler committed or rolled back
+// the Processor's transaction (or ran a statement that would: COMMIT, ROLLBACK, BEGIN). The
+// transaction is the Processor's: it commits it when the handler returns nil and rolls it back
+// when the handler returns an error. Such a message is never reported Applied and is not run
+// again by the same call; see the package documentation for what was committed.
+var ErrHandlerEndedTx = txguard.ErrEndedByHandler

@@ -66,6 +66,23 @@ func (f *fixture) pool(params string) *sqlx.DB {
 	return testenv.OpenMySQL(f.t, testenv.DSNWithParams(f.dsn, params))
 }
 
+// guardedPool opens a pool through txconsume.Open, whose driver refuses what a handler must not
+// do; params as for pool.
+func (f *fixture) guardedPool(params string) *sqlx.DB {
+	f.t.Helper()
+	dsn := f.dsn
+	if params != "" {
+		dsn += "?" + params
+	}
+	db, err := txconsume.Open(dsn)
+	require.NoError(f.t, err)
+	db.SetMaxOpenConns(64)
+	db.SetMaxIdleConns(64)
+	f.t.Cleanup(func() { _ = db.Close() })
+	require.NoError(f.t, db.Ping())
+	return db
+}
+
 func (f *fixture) processor(db *sqlx.DB, group string, h txconsume.Handler, opts ...txconsume.Option) *txconsume.Processor {
 	f.t.Helper()
 	if db == nil {

@@ -1,0 +1,126 @@
+package txconsume_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"log/slog"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/txconsume"
+)
+
+func TestConnector(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("a transaction of the service's own that lost a deadlock refuses what follows", func(t *testing.T) {
+		f := newFixture(t)
+		db := f.guardedPool("")
+		txs := make([]*sqlx.Tx, 2)
+		for i := range txs {
+			var err error
+			txs[i], err = db.BeginTxx(ctx, nil)
+			require.NoError(t, err)
+			defer func() { _ = txs[i].Rollback() }()
+			_, err = txs[i].ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES (?)", []string{"t0", "t1"}[i])
+			require.NoError(t, err)
+		}
+		_, err := txs[0].ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = 'x'")
+		require.NoError(t, err)
+		_, err = txs[1].ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = 'y'")
+		require.NoError(t, err)
+		errs := make([]error, 2)
+		runConcurrently(2, func(i int) {
+			_, errs[i] = txs[i].ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", []string{"y", "x"}[i])
+		})
+		victim := 0
+		if errs[0] == nil {
+			victim = 1
+		}
+		require.Equal(t, uint16(1213), mysqlErrNumber(errs[victim]), "%v", errs)
+		require.NoError(t, errs[1-victim])
+
+		v := txs[victim]
+		_, err = v.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES ('orphan')")
+		require.ErrorIs(t, err, txconsume.ErrTxAborted)
+		require.Equal(t, uint16(1213), mysqlErrNumber(err), "the refusal names the deadlock")
+		var n int
+		require.ErrorIs(t, v.GetContext(ctx, &n, "SELECT COUNT(*) FROM t_effect"), txconsume.ErrTxAborted)
+		require.ErrorIs(t, v.Commit(), txconsume.ErrTxAborted)
+		require.NoError(t, txs[1-victim].Commit())
+
+		require.Zero(t, f.effects("orphan"), "nothing after the deadlock committed on its own")
+		require.Zero(t, f.effects([]string{"t0", "t1"}[victim]))
+		require.Equal(t, 1, f.effects([]string{"t0", "t1"}[1-victim]))
+		// The connection went back to the pool in a usable state.
+		require.NoError(t, db.GetContext(ctx, &n, "SELECT COUNT(*) FROM t_effect"))
+		require.Equal(t, 1, n)
+	})
+
+	t.Run("the pool works as a plain one does", func(t *testing.T) {
+		f := newFixture(t)
+		for _, params := range []string{"", "interpolateParams=true"} {
+			db := f.guardedPool(params)
+			// Arguments the driver converts itself (uint64 above MaxInt64, nil), prepared
+			// statements, column types and struct scanning.
+			_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS t_types (u BIGINT UNSIGNED, s VARCHAR(8) NULL, b VARBINARY(8))")
+			require.NoError(t, err)
+			_, err = db.ExecContext(ctx, "INSERT INTO t_types VALUES (?, ?, ?)", uint64(1<<63+5), nil, []byte("raw"))
+			require.NoError(t, err)
+			stmt, err := db.PreparexContext(ctx, "SELECT u, s, b FROM t_types WHERE u = ?")
+			require.NoError(t, err)
+			var row struct {
+				U uint64         `db:"u"`
+				S sql.NullString `db:"s"`
+				B []byte         `db:"b"`
+			}
+			require.NoError(t, stmt.GetContext(ctx, &row, uint64(1<<63+5)))
+			require.NoError(t, stmt.Close())
+			require.Equal(t, uint64(1<<63+5), row.U)
+			require.False(t, row.S.Valid)
+			require.Equal(t, []byte("raw"), row.B)
+			rows, err := db.QueryContext(ctx, "SELECT u, s FROM t_types")
+			require.NoError(t, err)
+			types, err := rows.ColumnTypes()
+			require.NoError(t, err)
+			require.Equal(t, "UNSIGNED BIGINT", types[0].DatabaseTypeName())
+			nullable, ok := types[1].Nullable()
+			require.True(t, ok)
+			require.True(t, nullable)
+			require.NoError(t, rows.Close())
+			_, err = db.ExecContext(ctx, "DROP TABLE t_types")
+			require.NoError(t, err)
+
+			// A transaction of the service's own may end itself by statement too.
+			tx, err := db.BeginTxx(ctx, nil)
+			require.NoError(t, err)
+			_, err = tx.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES ('own')")
+			require.NoError(t, err)
+			_, err = tx.ExecContext(ctx, "COMMIT")
+			require.NoError(t, err)
+			_ = tx.Rollback()
+		}
+		require.Equal(t, 2, f.effects("own"))
+	})
+
+	t.Run("New tells a guarded pool from a plain one", func(t *testing.T) {
+		f := newFixture(t)
+		for _, c := range []struct {
+			db      *sqlx.DB
+			guarded bool
+		}{{f.pool(""), false}, {f.guardedPool(""), true}} {
+			var logs bytes.Buffer
+			_, err := txconsume.New(c.db, "g", recordEffect, txconsume.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			require.NoError(t, err)
+			require.Equal(t, !c.guarded, bytes.Contains(logs.Bytes(), []byte("not opened through txconsume.Connector")), logs.String())
+		}
+	})
+
+	t.Run("Open rejects a bad DSN", func(t *testing.T) {
+		_, err := txconsume.Open("not a dsn")
+		require.Error(t, err)
+	})
+}
