@@ -168,14 +168,27 @@ func (p *Processor) process(ctx context.Context, msg *txconsume.Message) (txcons
 	if err := p.finish(ctx, leaseEnd, func(ctx context.Context) error {
 		return p.store.MarkConsumed(ctx, key, owner, p.cfg.retention)
 	}); err != nil {
-		msgText := "idem: handler succeeded but the record could not be marked consumed; a later duplicate may run it again"
-		if errors.Is(err, ErrNotOwner) {
-			msgText = "idem: handler outlived the processing TTL and the key was taken over; its effect may have happened twice"
-		}
-		p.cfg.logger.ErrorContext(ctx, msgText,
-			slog.String("key", key.String()), slog.String("msg_id", msg.ID), slog.Any("error", err))
+		p.cfg.logger.ErrorContext(ctx, markFailure(err, leaseEnd),
+			slog.String("key", key.String()), slog.String("msg_id", msg.ID), slog.Duration("ttl", p.cfg.ttl),
+			slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 	}
 	return result, nil
+}
+
+// markFailure says what is known when a successful attempt could not mark its record consumed.
+// ErrNotOwner means the record was no longer this attempt's; whether another delivery took the
+// key is not known (a Redis record past its TTL is simply gone), only that one may have.
+func markFailure(err error, leaseEnd time.Time) string {
+	switch {
+	case !errors.Is(err, ErrNotOwner):
+		return "idem: handler succeeded but the record could not be marked consumed; a later duplicate may run it again"
+	case time.Now().After(leaseEnd):
+		return "idem: handler outlived the processing TTL, so its record had expired and could not be marked " +
+			"consumed; another delivery may have taken the key and run the handler too, and a later one may"
+	default:
+		return "idem: the attempt's record was removed or replaced before its TTL ended (released by an operator, " +
+			"or lost by the store), so it could not be marked consumed; another delivery may run the handler too"
+	}
 }
 
 // runUnrecorded is the fail-open path: the handler runs with no record, under the caller's context.
