@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"testing"
 
@@ -123,4 +124,69 @@ func TestConnector(t *testing.T) {
 		_, err := txconsume.Open("not a dsn")
 		require.Error(t, err)
 	})
+}
+
+// TestStatementsPerMessage counts what the protections cost in statements, which is what they
+// cost in time on a statement-bound path: on a guarded pool nothing, on a plain pool three (four
+// in row-lock mode). It counts the statements the server received on a pool of one connection.
+func TestStatementsPerMessage(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	_, err := f.db.ExecContext(ctx, "INSERT INTO t_order SELECT CONCAT('o-', seq), 'CREATED' FROM "+
+		"(SELECT a.n * 10 + b.n AS seq FROM (SELECT 0 n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 "+
+		"UNION SELECT 5 UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9) a, "+
+		"(SELECT 0 n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5 UNION SELECT 6 "+
+		"UNION SELECT 7 UNION SELECT 8 UNION SELECT 9) b) s")
+	require.NoError(t, err)
+	const n = 20 // messages per variant; 100 orders cover three variants in row-lock mode
+	// perMessage processes n messages; in row-lock mode (keys) they pay orders o-<first>... .
+	perMessage := func(t *testing.T, db *sqlx.DB, p *txconsume.Processor, prefix string, keys bool, first int) float64 {
+		db.SetMaxOpenConns(1)
+		questions := func() int {
+			var name string
+			var q int
+			require.NoError(t, db.QueryRowxContext(ctx, "SHOW SESSION STATUS LIKE 'Questions'").Scan(&name, &q))
+			return q
+		}
+		m := func(i int) *txconsume.Message {
+			m := msg(fmt.Sprintf("%s-%d", prefix, i))
+			if keys {
+				m.Keys = []string{fmt.Sprintf("o-%d", first+i)}
+			}
+			return m
+		}
+		_, err := p.Process(ctx, m(0)) // prepares the statements
+		require.NoError(t, err)
+		before := questions()
+		for i := 1; i <= n; i++ {
+			r, err := p.Process(ctx, m(i))
+			require.NoError(t, err)
+			require.Equal(t, txconsume.Applied, r)
+		}
+		return float64(questions()-before-1) / n // the second SHOW counts itself
+	}
+	for _, c := range []struct {
+		name    string
+		rowLock bool
+		h       txconsume.Handler
+		// statements per message: the handler's, plus BEGIN and COMMIT, plus the claim
+		guarded, plain float64
+	}{
+		{"dedup mode", false, recordEffect, 4, 7},
+		{"row-lock mode", true, payOrder(nil), 5, 9},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var opts []txconsume.Option
+			if c.rowLock {
+				opts = append(opts, txconsume.WithRowLock())
+			}
+			unprotectedDB, guardedDB, plainDB := f.pool("interpolateParams=true"), f.guardedPool("interpolateParams=true"), f.pool("interpolateParams=true")
+			unprotected := perMessage(t, unprotectedDB, txconsume.Unprotected(f.processor(unprotectedDB, "u", c.h, opts...)), "u", c.rowLock, 0)
+			guarded := perMessage(t, guardedDB, f.processor(guardedDB, "g", c.h, opts...), "g", c.rowLock, 30)
+			plain := perMessage(t, plainDB, f.processor(plainDB, "p", c.h, opts...), "p", c.rowLock, 60)
+			require.Equal(t, unprotected, guarded, "a guarded pool costs no statement")
+			require.Equal(t, c.guarded, guarded)
+			require.Equal(t, c.plain, plain)
+		})
+	}
 }
