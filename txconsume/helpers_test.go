@@ -70,11 +70,7 @@ func (f *fixture) pool(params string) *sqlx.DB {
 // do; params as for pool.
 func (f *fixture) guardedPool(params string) *sqlx.DB {
 	f.t.Helper()
-	dsn := f.dsn
-	if params != "" {
-		dsn += "?" + params
-	}
-	db, err := txconsume.Open(dsn)
+	db, err := txconsume.Open(testenv.DSNWithParams(f.dsn, params))
 	require.NoError(f.t, err)
 	db.SetMaxOpenConns(64)
 	db.SetMaxIdleConns(64)
