@@ -64,6 +64,7 @@ func TestRMQShutdownKeepsTheLastAcks(t *testing.T) {
 	round := func(t *testing.T, goroutines int, bodies []string) (first, second *gateProcessor) {
 		mq := testenv.NewRocketMQ(t)
 		topic := mq.CreateTopic(t, testenv.UniqueName(t, "one"), 1)
+		retryTopic := mq.CreateTopic(t, "%RETRY%"+mq.Group, 1)
 		prod, err := rocketmq.NewProducer(
 			producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
 			producer.WithGroupName(mq.Group+"_p"),
@@ -74,6 +75,16 @@ func TestRMQShutdownKeepsTheLastAcks(t *testing.T) {
 		send := func(body string) {
 			_, err := prod.SendSync(context.Background(), primitive.NewMessage(topic, []byte(body)))
 			require.NoError(t, err)
+		}
+		// settled waits until consumer p has received a message on the group's retry topic
+		// too: then the rebalance its Start began is over, which the client's Shutdown would
+		// otherwise race with in the client's own code (an unsynchronised flag).
+		settled := func(p *gateProcessor, body string) {
+			m := primitive.NewMessage(retryTopic, []byte(body))
+			m.WithProperty(primitive.PropertyRetryTopic, topic)
+			_, err := prod.SendSync(context.Background(), m)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return p.count(body) == 1 }, time.Minute, 10*time.Millisecond)
 		}
 		start := func(p Processor, goroutines int) *Consumer {
 			c, err := NewConsumer(p,
@@ -105,6 +116,7 @@ func TestRMQShutdownKeepsTheLastAcks(t *testing.T) {
 				t.Fatal("the gated messages never reached the processor")
 			}
 		}
+		settled(first, "probe-first")
 		done := make(chan error, 1)
 		go func() { done <- c.Shutdown(context.Background()) }()
 		require.Eventually(t, func() bool {
@@ -120,6 +132,7 @@ func TestRMQShutdownKeepsTheLastAcks(t *testing.T) {
 		c2 := start(second, 1)
 		send("sentinel")
 		require.Eventually(t, func() bool { return second.count("sentinel") == 1 }, time.Minute, 10*time.Millisecond)
+		settled(second, "probe-second")
 		require.NoError(t, c2.Shutdown(context.Background()))
 		return first, second
 	}
