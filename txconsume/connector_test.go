@@ -1,11 +1,9 @@
 package txconsume_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
@@ -107,19 +105,6 @@ func TestConnector(t *testing.T) {
 		require.Equal(t, 2, f.effects("own"))
 	})
 
-	t.Run("New tells a guarded pool from a plain one", func(t *testing.T) {
-		f := newFixture(t)
-		for _, c := range []struct {
-			db      *sqlx.DB
-			guarded bool
-		}{{f.pool(""), false}, {f.guardedPool(""), true}} {
-			var logs bytes.Buffer
-			_, err := txconsume.New(c.db, "g", recordEffect, txconsume.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-			require.NoError(t, err)
-			require.Equal(t, !c.guarded, bytes.Contains(logs.Bytes(), []byte("not opened through txconsume.Connector")), logs.String())
-		}
-	})
-
 	t.Run("Open rejects a bad DSN", func(t *testing.T) {
 		_, err := txconsume.Open("not a dsn")
 		require.Error(t, err)
@@ -129,6 +114,7 @@ func TestConnector(t *testing.T) {
 // TestStatementsPerMessage counts what the protections cost in statements, which is what they
 // cost in time on a statement-bound path: on a guarded pool nothing, on a plain pool three (four
 // in row-lock mode). It counts the statements the server received on a pool of one connection.
+// That New tells the two kinds of pool apart shows here too.
 func TestStatementsPerMessage(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)

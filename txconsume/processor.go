@@ -122,11 +122,6 @@ func New(db *sqlx.DB, group string, h Handler, opts ...Option) (*Processor, erro
 	if db.DB != nil {
 		p.guarded = txguard.IsGuarded(db.Driver())
 	}
-	if !p.guarded {
-		p.cfg.logger.Info("txconsume: the pool was not opened through txconsume.Connector (or Open): each "+
-			"transaction runs three more statements to keep a handler's mistakes from committing",
-			slog.String("group", group))
-	}
 	return p, nil
 }
 

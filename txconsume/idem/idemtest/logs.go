@@ -38,8 +38,8 @@ func (s *logSink) count(level slog.Level) int {
 	return n
 }
 
-// messages returns the messages of the records logged at level or above.
-func (s *logSink) messages(level slog.Level) []string {
+// messagesAt returns the messages of the records logged at level or above.
+func (s *logSink) messagesAt(level slog.Level) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string

@@ -301,7 +301,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		close(release)
 		require.NoError(t, <-done, "the effect happened: acknowledged")
 
-		logged := r.logs.messages(slog.LevelError)
+		logged := r.logs.messagesAt(slog.LevelError)
 		for _, m := range logged {
 			require.NotContains(t, m, "was taken over", "no other attempt ran")
 		}
