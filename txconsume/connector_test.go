@@ -69,27 +69,7 @@ func TestConnector(t *testing.T) {
 			require.NoError(t, err)
 			_, err = db.ExecContext(ctx, "INSERT INTO t_types VALUES (?, ?, ?)", uint64(1<<63+5), nil, []byte("raw"))
 			require.NoError(t, err)
-			stmt, err := db.PreparexContext(ctx, "SELECT u, s, b FROM t_types WHERE u = ?")
-			require.NoError(t, err)
-			var row struct {
-				U uint64         `db:"u"`
-				S sql.NullString `db:"s"`
-				B []byte         `db:"b"`
-			}
-			require.NoError(t, stmt.GetContext(ctx, &row, uint64(1<<63+5)))
-			require.NoError(t, stmt.Close())
-			require.Equal(t, uint64(1<<63+5), row.U)
-			require.False(t, row.S.Valid)
-			require.Equal(t, []byte("raw"), row.B)
-			rows, err := db.QueryContext(ctx, "SELECT u, s FROM t_types")
-			require.NoError(t, err)
-			types, err := rows.ColumnTypes()
-			require.NoError(t, err)
-			require.Equal(t, "UNSIGNED BIGINT", types[0].DatabaseTypeName())
-			nullable, ok := types[1].Nullable()
-			require.True(t, ok)
-			require.True(t, nullable)
-			require.NoError(t, rows.Close())
+			checkTypes(ctx, t, db)
 			_, err = db.ExecContext(ctx, "DROP TABLE t_types")
 			require.NoError(t, err)
 
@@ -175,4 +155,35 @@ func TestStatementsPerMessage(t *testing.T) {
 			require.Equal(t, c.plain, plain)
 		})
 	}
+}
+
+// checkTypes reads t_types back through a prepared statement and a query, checking the values
+// the driver converted and the column types it reports.
+func checkTypes(ctx context.Context, t *testing.T, db *sqlx.DB) {
+	t.Helper()
+	stmt, err := db.PreparexContext(ctx, "SELECT u, s, b FROM t_types WHERE u = ?")
+	require.NoError(t, err)
+	defer stmt.Close()
+	var row struct {
+		U uint64         `db:"u"`
+		S sql.NullString `db:"s"`
+		B []byte         `db:"b"`
+	}
+	require.NoError(t, stmt.GetContext(ctx, &row, uint64(1<<63+5)))
+	require.Equal(t, uint64(1<<63+5), row.U)
+	require.False(t, row.S.Valid)
+	require.Equal(t, []byte("raw"), row.B)
+
+	rows, err := db.QueryContext(ctx, "SELECT u, s FROM t_types")
+	require.NoError(t, err)
+	defer rows.Close()
+	types, err := rows.ColumnTypes()
+	require.NoError(t, err)
+	require.Equal(t, "UNSIGNED BIGINT", types[0].DatabaseTypeName())
+	nullable, ok := types[1].Nullable()
+	require.True(t, ok)
+	require.True(t, nullable)
+	for rows.Next() {
+	}
+	require.NoError(t, rows.Err())
 }

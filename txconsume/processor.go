@@ -418,7 +418,7 @@ func (p *Processor) prepared(ctx context.Context, slot **sql.Stmt, query string)
 	if *slot != nil {
 		return *slot, nil
 	}
-	s, err := p.db.PrepareContext(ctx, query)
+	s, err := p.db.PrepareContext(ctx, query) //nolint:sqlclosecheck // lives as long as the Processor: Close closes it
 	if err != nil {
 		return nil, fmt.Errorf("txconsume: prepare %q (is the schema migrated?): %w", query, err)
 	}
