@@ -86,34 +86,27 @@ func TestPanickingKeyFunc(t *testing.T) {
 // statement after it is the one that would commit on its own. Other messages record both effects
 // and update nothing. swallowed counts dropped errors.
 func swallowingCross(swallowed *atomic.Int32) txconsume.Handler {
-	var crossed sync.WaitGroup
-	crossed.Add(2)
-	var attempts sync.Map
+	c := newCrossing()
+	after := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES (?)", m.ID+"/after")
+		return err
+	}
 	return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
-		n, _ := attempts.LoadOrStore(m.ID, new(atomic.Int32))
-		attempt := n.(*atomic.Int32).Add(1)
 		if err := recordEffect(ctx, tx, m); err != nil {
 			return err
 		}
 		if m.ID != "A" && m.ID != "B" {
-			_, err := tx.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES (?)", m.ID+"/after")
+			return after(ctx, tx, m)
+		}
+		if err := c.updates(ctx, tx, m.ID, func(err error) error {
+			if err != nil {
+				swallowed.Add(1) // the bug
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
-		first, second := "x", "y"
-		if m.ID == "B" {
-			first, second = "y", "x"
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
-			return err
-		}
-		if attempt == 1 {
-			crossed.Done()
-			crossed.Wait()
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
-			swallowed.Add(1) // the bug
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES (?)", m.ID+"/after"); err != nil {
+		if err := after(ctx, tx, m); err != nil {
 			swallowed.Add(1) // and again
 		}
 		return nil
