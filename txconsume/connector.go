@@ -15,17 +15,19 @@ import (
 // keeps a handler's mistakes from committing, at no cost:
 //
 //   - after a statement fails with an error on which the server rolls back the whole transaction
-//     (deadlock 1213; lock wait timeout 1205, which does so under innodb_rollback_on_timeout;
-//     1206; MariaDB's 1020 under innodb_snapshot_isolation), every later statement of that
-//     transaction fails with an error wrapping ErrTxAborted and the server's error, and so does
-//     its Commit, which rolls back instead. Without it, the statements that a handler runs after
-//     swallowing such an error run outside any transaction, each committing on its own;
+//     (deadlock 1213, lock table full 1206, MariaDB's 1020 under innodb_snapshot_isolation; in a
+//     Processor's transaction also a lock wait timeout 1205, on which it does under
+//     innodb_rollback_on_timeout), every later statement of that transaction fails with an error
+//     wrapping ErrTxAborted and the server's error, and so does its Commit, which rolls back
+//     instead. Without it, the statements that a handler runs after swallowing such an error run
+//     outside any transaction, each committing on its own;
 //   - a Processor's transaction can be committed only by the Processor: a handler's Commit rolls
 //     back and fails with ErrHandlerEndedTx, and so do the statements COMMIT, ROLLBACK, BEGIN and
 //     START TRANSACTION run through it.
 //
 // The wrapper learns all that from the results the driver already returns: it sends nothing to
 // the server. Other transactions of the pool (the service's own) get the first protection too.
+// sql.Conn.Raw hands the wrapper's connection to its function, not the driver's.
 // New recognises such a pool by its Driver; on any other pool the Processor protects its
 // transactions itself, for three more statements each (see the package documentation).
 //

@@ -3,6 +3,7 @@ package txconsume_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -57,6 +58,48 @@ func TestConnector(t *testing.T) {
 		// The connection went back to the pool in a usable state.
 		require.NoError(t, db.GetContext(ctx, &n, "SELECT COUNT(*) FROM t_effect"))
 		require.Equal(t, 1, n)
+	})
+
+	t.Run("after a lock wait timeout the service's own transaction goes on, a Processor's does not", func(t *testing.T) {
+		f := newFixture(t)
+		db := f.guardedPool("innodb_lock_wait_timeout=1")
+		blocker, err := f.db.BeginTxx(ctx, nil)
+		require.NoError(t, err)
+		defer func() { _ = blocker.Rollback() }()
+		_, err = blocker.ExecContext(ctx, "UPDATE t_counter SET n = n WHERE name = 'x'")
+		require.NoError(t, err)
+
+		// The server rolled back the statement only (innodb_rollback_on_timeout is off by
+		// default): a transaction of the service's own may retry it later.
+		own, err := db.BeginTxx(ctx, nil)
+		require.NoError(t, err)
+		defer func() { _ = own.Rollback() }()
+		_, err = own.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES ('own')")
+		require.NoError(t, err)
+		_, err = own.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = 'x'")
+		require.Equal(t, uint16(1205), mysqlErrNumber(err))
+
+		// A handler that drops it gets its transaction refused: the Processor runs the whole
+		// transaction again (here: not at all, no retries) rather than commit without the update.
+		p := f.processor(db, "g", func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+			if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = 'x'"); err == nil {
+				return errors.New("the update was expected to time out")
+			}
+			return recordEffect(ctx, tx, m) // refused; its error dropped too
+		}, txconsume.WithMaxRetries(0))
+		r, err := p.Process(ctx, msg("m"))
+		require.ErrorIs(t, err, txconsume.ErrTxAborted)
+		require.Equal(t, uint16(1205), mysqlErrNumber(err))
+		require.Zero(t, r)
+
+		require.NoError(t, blocker.Rollback())
+		_, err = own.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = 'x'")
+		require.NoError(t, err, "the service's own transaction retries its statement")
+		require.NoError(t, own.Commit())
+		require.Equal(t, 1, f.effects("own"))
+		require.Zero(t, f.effects("m"))
+		require.Empty(t, f.outcome("g", "m"))
+		require.Equal(t, []int{1, 0}, counters(t, f))
 	})
 
 	t.Run("the pool works as a plain one does", func(t *testing.T) {

@@ -38,14 +38,13 @@ func IsRetryable(err error) bool {
 	return n == Deadlock || n == LockWaitTimeout || n == CheckRead
 }
 
-// RollsBackTransaction reports an error after which the server may have rolled back the whole
-// transaction rather than the one statement: a deadlock, a write conflict under MariaDB's
-// innodb_snapshot_isolation, a full lock table, and a lock wait timeout, which rolls back the
-// whole transaction when the server runs with innodb_rollback_on_timeout=ON (a client cannot
-// tell, so it must assume so).
+// RollsBackTransaction reports an error on which InnoDB rolls back the whole transaction rather
+// than the one statement: a deadlock, a write conflict under MariaDB's innodb_snapshot_isolation,
+// a full lock table. A lock wait timeout does so only when the server runs with
+// innodb_rollback_on_timeout=ON, which a client cannot see: it is not included.
 func RollsBackTransaction(err error) bool {
 	switch Number(err) {
-	case Deadlock, CheckRead, LockWaitTimeout, LockTableFull:
+	case Deadlock, CheckRead, LockTableFull:
 		return true
 	}
 	return false

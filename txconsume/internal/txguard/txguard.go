@@ -1,8 +1,9 @@
 // Package txguard wraps a database/sql driver so that transactions cannot outlive themselves:
 //
 //   - once a statement of a transaction fails with an error after which the server has rolled
-//     the whole transaction back (a deadlock, say), every later statement of it is refused, and
-//     so is its Commit (which rolls back instead). Without this, the statements after such an
+//     the whole transaction back (a deadlock, say; in an owned transaction also a lock wait
+//     timeout, after which it may have), every later statement of it is refused, and so is its
+//     Commit (which rolls back instead). Without this, the statements after such an
 //     error run outside any transaction, each committing on its own, and the final COMMIT
 //     succeeds although the transaction is gone;
 //   - a transaction begun with a context from WithOwner can be committed only after its owner has
@@ -178,9 +179,16 @@ func (c *conn) before(query string) error {
 	return nil
 }
 
-// after notes an error after which the server has rolled the transaction back.
+// after notes an error after which the server has rolled the transaction back. In an owned
+// transaction a lock wait timeout counts too, as it may have (innodb_rollback_on_timeout): the
+// owner runs the whole transaction again anyway, while the service's own code may rightly retry
+// just the statement.
 func (c *conn) after(err error) {
-	if err == nil || c.tx == nil || c.tx.aborted != nil || !sqlerr.RollsBackTransaction(err) {
+	if err == nil || c.tx == nil || c.tx.aborted != nil {
+		return
+	}
+	owned := c.tx.owner != nil
+	if !sqlerr.RollsBackTransaction(err) && !(owned && sqlerr.Number(err) == sqlerr.LockWaitTimeout) {
 		return
 	}
 	c.tx.aborted = err
