@@ -72,8 +72,8 @@ func BenchmarkProtectionCost(b *testing.B) {
 
 // Rotation of BenchmarkProtectionCost.
 const (
-	sliceLen = 250 * time.Millisecond
-	rounds   = 16
+	sliceLen = 100 * time.Millisecond
+	rounds   = 40
 )
 
 // protectionVariant is one way of consuming messages, run by interleave: step consumes some
