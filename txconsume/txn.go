@@ -48,6 +48,7 @@ type txn struct {
 	owner *txguard.Owner // guarded pools
 	conn  *sqlx.Conn     // other pools: the pinned connection, autocommit off
 	check *sql.Stmt      // other pools in dedup mode: checkSQL
+	ended bool           // other pools: the server ended the transaction (commit or rollback)
 }
 
 // begin starts a transaction of the Processor.
@@ -78,7 +79,11 @@ func (p *Processor) begin(ctx context.Context) (*txn, error) {
 		t.close()
 		return nil, fmt.Errorf("begin: turn autocommit off: %w", err)
 	}
-	if t.Tx, err = conn.BeginTxx(ctx, &p.cfg.txOptions); err != nil {
+	// Not ctx itself: database/sql rolls a transaction back from a goroutine of its own when the
+	// context of BeginTx ends, and that ROLLBACK could then reach the server after the SET
+	// autocommit = 1 of close, which commits an open transaction. The Processor rolls back
+	// itself (the handler's statements still end with ctx).
+	if t.Tx, err = conn.BeginTxx(context.WithoutCancel(ctx), &p.cfg.txOptions); err != nil {
 		t.close()
 		return nil, fmt.Errorf("begin: %w", err)
 	}
@@ -110,6 +115,12 @@ func (t *txn) commit(witness string) error {
 		}
 		return nil
 	}
+	if err := t.ctx.Err(); err != nil {
+		// The transaction does not end with ctx on a plain pool (see begin): never commit
+		// after ctx ended, as database/sql would refuse to.
+		t.rollback()
+		return fmt.Errorf("commit: %w", err)
+	}
 	alive, err := t.alive(witness)
 	if err != nil {
 		t.rollback()
@@ -124,7 +135,9 @@ func (t *txn) commit(witness string) error {
 		}
 		return fmt.Errorf("%w: it was gone at commit (a deadlock or lock wait timeout that the handler did not return?)", ErrTxAborted)
 	}
-	if err := t.Commit(); err != nil {
+	err = t.Commit()
+	t.ended = err == nil
+	if err != nil {
 		return commitError(err)
 	}
 	return nil
@@ -156,7 +169,11 @@ func (t *txn) rollback() (wasEnded bool) {
 	if t.owner != nil {
 		t.owner.End()
 	}
-	return errors.Is(t.Rollback(), sql.ErrTxDone)
+	err := t.Rollback()
+	// On a plain pool ErrTxDone means a handler's own Commit or Rollback, which database/sql ran
+	// to its end before returning to the handler: either way the server ended the transaction.
+	t.ended = err == nil || errors.Is(err, sql.ErrTxDone)
+	return errors.Is(err, sql.ErrTxDone)
 }
 
 // endedByHandler reports whether the transaction was ended by someone other than the Processor
@@ -179,7 +196,15 @@ func (t *txn) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), restoreTimeout)
 	defer cancel()
-	if _, err := t.conn.ExecContext(ctx, "SET autocommit = 1"); err != nil {
+	// SET autocommit = 1 commits a transaction still open: make sure none is.
+	var err error
+	if !t.ended {
+		_, err = t.conn.ExecContext(ctx, "ROLLBACK")
+	}
+	if err == nil {
+		_, err = t.conn.ExecContext(ctx, "SET autocommit = 1")
+	}
+	if err != nil {
 		// driver.ErrBadConn makes database/sql close the connection rather than pool it.
 		_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
 		t.p.cfg.logger.WarnContext(t.ctx, "txconsume: could not turn autocommit back on; connection closed",
