@@ -188,7 +188,8 @@ func (c *conn) after(err error) {
 		return
 	}
 	owned := c.tx.owner != nil
-	if !sqlerr.RollsBackTransaction(err) && !(owned && sqlerr.Number(err) == sqlerr.LockWaitTimeout) {
+	rolledBack := sqlerr.RollsBackTransaction(err) || owned && sqlerr.Number(err) == sqlerr.LockWaitTimeout
+	if !rolledBack {
 		return
 	}
 	c.tx.aborted = err
