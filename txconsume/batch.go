@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -18,8 +18,9 @@ import (
 // replaces the previous savepoint (SQL standard, MySQL and MariaDB), so no RELEASE is needed.
 const savepoint = "txconsume_msg"
 
-// errNeedSavepoints ends an optimistic batch attempt in which a handler failed in a way that
-// needs that message alone rolled back; the batch then runs again in the savepoint mode.
+// errNeedSavepoints ends a batch attempt in which a handler failed in a way that needs that
+// message alone rolled back (in the optimistic mode), or ended the transaction (on a guarded
+// pool, which rolled it back); the batch then runs again in the savepoint mode.
 var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its own rollback")
 
 // ProcessBatch consumes msgs in one transaction, which costs one commit instead of len(msgs):
@@ -48,17 +49,21 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // transaction last got through: the messages of later batches are cut into parts of that size,
 // which grows again by one message per part that commits and halves on each conflict, so that
 // contention costs few failed transactions and a batch under no contention stays one
-// transaction. A split calls Hooks.OnRetry with the part that lost, and a zero delay.
+// transaction. A split calls Hooks.OnRetry with the part that lost, and a zero delay; it does not
+// count against WithMaxRetries, but WithMaxRetries(0) turns splitting off too.
 //
 // The returned slice has one Result per message, in order. If some messages failed, the error
 // is a *BatchError listing them, their results are zero, and all other results are committed;
 // this includes the messages of a part that failed as a whole (a lock conflict that outlived the
 // retries, say) after another part had committed. Any other error (begin, claim, commit,
-// context, or a lock conflict that outlived the retries, before any part committed) means
-// nothing was committed, and the results are nil. The rerun in the savepoint mode after a
-// failure is not a retry: it neither counts against WithMaxRetries nor calls Hooks.OnRetry.
-// Hooks.OnResult is called once per message, with the outcome of the transaction that decided
-// it, never for a discarded optimistic run. A handler panic is logged by each run that hits it.
+// context, or a lock conflict that outlived the retries, before any part committed) fails the
+// whole batch and the results are nil: redeliver all of it. Nothing was committed then, except
+// when the error wraps ErrCommitUnknown: the connection failed after COMMIT was sent, so the
+// batch may have been committed, and its redelivery finds those messages Duplicate. The rerun in
+// the savepoint mode after a failure is not a retry: it neither counts against WithMaxRetries nor
+// calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the outcome of the
+// transaction that decided it, never for a discarded optimistic run. A handler panic is logged
+// by each run that hits it.
 func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result, error) {
 	if p.isClosed() {
 		return nil, ErrClosed
@@ -115,6 +120,7 @@ type batchItem struct {
 	key    string // stored key; "" in row-lock mode or on keyErr
 	keyErr error  // decided once, never retried
 	first  int    // index of the first message with the same key (itself if first)
+	ended  error  // its handler ended the transaction: it fails and is not run again in this call
 
 	// per attempt
 	result Result
@@ -171,7 +177,7 @@ func (b *batch) finish() ([]Result, error) {
 		}
 		if f := b.items[it.first].failed; f != nil {
 			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
-		} else {
+		} else if b.items[it.first].ended == nil {
 			it.result = Duplicate
 		}
 	}
@@ -181,6 +187,9 @@ func (b *batch) finish() ([]Result, error) {
 		it := &b.items[i]
 		if it.keyErr != nil {
 			it.failed = it.keyErr
+		}
+		if b.items[it.first].ended != nil && it.failed == nil {
+			it.failed = b.items[it.first].ended
 		}
 		if it.failed != nil {
 			id := ""
@@ -207,15 +216,21 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 		it := &b.items[i]
 		it.result, it.herr, it.failed = 0, nil, nil
 	}
-	tx, err := p.db.BeginTxx(ctx, &p.cfg.txOptions)
+	t, err := p.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return err
 	}
-	defer func() { _ = tx.Rollback() }() // no-op after a successful commit
+	defer t.close()
+	done := false
+	defer func() {
+		if !done {
+			t.rollback()
+		}
+	}()
 
 	claimed := map[string]bool{}
 	if !p.cfg.rowLock {
-		if claimed, err = p.claimBatch(ctx, tx, b, part); err != nil {
+		if claimed, err = p.claimBatch(ctx, t.Tx, b, part, t.token); err != nil {
 			return err
 		}
 	}
@@ -227,15 +242,35 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 			it.result = Duplicate
 			continue
 		}
+		if it.ended != nil {
+			unclaim = append(unclaim, it.key)
+			continue
+		}
 		if b.savepoints {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+			if _, err := t.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+				if t.endedByHandler(err) {
+					done = true
+					return p.batchEnded(ctx, t, b, part, nil)
+				}
 				return fmt.Errorf("savepoint: %w", err)
 			}
 		}
-		herr := p.call(b.ctxs[i], tx, m)
+		herr := p.call(b.ctxs[i], t.Tx, m)
+		if t.owner != nil && t.endedByHandler(nil) {
+			// On a guarded pool the driver refused this handler's Commit (and rolled back) or
+			// saw its Rollback: nothing was committed. Run the batch again without it.
+			it.ended = p.handlerEnded(ctx, t, []*Message{m}, nil, herr)
+			return errNeedSavepoints
+		}
 		if herr == nil {
 			it.result = Applied
 			continue
+		}
+		if t.endedByHandler(herr) {
+			// On a plain pool a handler up to this one ended the transaction: which one, and
+			// whether its Commit made the claims permanent, the Processor cannot know.
+			done = true
+			return p.batchEnded(ctx, t, b, part, herr)
 		}
 		if sqlerr.IsRetryable(herr) {
 			// A deadlock has already rolled back the whole transaction; rerun all of it.
@@ -251,7 +286,15 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 			}
 			return errNeedSavepoints
 		}
-		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
+		if _, err := t.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
+			if t.endedByHandler(err) {
+				done = true
+				return p.batchEnded(ctx, t, b, part, herr)
+			}
+			if sqlerr.Number(err) == sqlerr.NoSuchSavepoint {
+				// The server rolled the transaction back and the handler returned another error.
+				err = fmt.Errorf("%w: %w", ErrTxAborted, err)
+			}
 			return fmt.Errorf("rollback to savepoint after %w: %w", herr, err)
 		}
 		switch {
@@ -266,18 +309,66 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 			unclaim = append(unclaim, it.key)
 		}
 	}
+	witness := ""
 	if !p.cfg.rowLock {
-		if err := p.updateClaims(ctx, tx, "DELETE FROM "+DedupTable, unclaim); err != nil {
+		if err := p.updateClaims(ctx, t.Tx, "DELETE FROM "+DedupTable, unclaim, 0); err != nil {
+			if t.endedByHandler(err) {
+				done = true
+				return p.batchEnded(ctx, t, b, part, nil)
+			}
 			return fmt.Errorf("remove failed claims: %w", err)
 		}
-		if err := p.updateClaims(ctx, tx, "UPDATE "+DedupTable+" SET outcome = '"+OutcomeDiscarded+"'", discarded); err != nil {
+		if err := p.updateClaims(ctx, t.Tx, "UPDATE "+DedupTable+" SET outcome = '"+OutcomeDiscarded+"'", discarded, 0); err != nil {
+			if t.endedByHandler(err) {
+				done = true
+				return p.batchEnded(ctx, t, b, part, nil)
+			}
 			return fmt.Errorf("record discards: %w", err)
 		}
+		witness = b.witness(part)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	done = true
+	if err := t.commit(witness); err != nil {
+		if errors.Is(err, errHandlerEnded) || t.endedByHandler(err) {
+			return p.batchEnded(ctx, t, b, part, nil)
+		}
+		if errors.Is(err, ErrTxAborted) {
+			p.cfg.logger.WarnContext(ctx, "txconsume: the server rolled the batch transaction back but a handler went "+
+				"on and returned nil; a handler must return every error from tx", slog.String("group", p.group),
+				slog.Any("error", err))
+		}
+		return err
 	}
 	return nil
+}
+
+// witness returns a key that this part's transaction claimed and still holds (its message was
+// applied or discarded), or "" if there is none. Keys of other parts were claimed by other
+// transactions, under other tokens.
+func (b *batch) witness(part []int) string {
+	for _, i := range part {
+		if it := &b.items[i]; it.result == Applied || it.result == Discarded {
+			return it.key
+		}
+	}
+	return ""
+}
+
+// batchEnded fails the part after a handler ended its transaction on a plain pool. If that was a
+// Commit, it made the claims of the whole part permanent: those of the messages whose handlers
+// had returned nil stay (their effects were committed with them), all others are removed so that
+// the redelivery applies their messages. herr is the handler error that showed it, if any.
+func (p *Processor) batchEnded(ctx context.Context, t *txn, b *batch, part []int, herr error) error {
+	var unclaim []string
+	msgs := make([]*Message, 0, len(part))
+	for _, i := range part {
+		it := &b.items[i]
+		msgs = append(msgs, b.msgs[i])
+		if it.key != "" && it.result != Applied {
+			unclaim = append(unclaim, it.key)
+		}
+	}
+	return p.handlerEnded(ctx, t, msgs, unclaim, herr)
 }
 
 // claimBatch claims the keys of part with one statement per maxKeysPerStatement keys and returns the set
@@ -296,7 +387,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 // Locking is the same as for single claims: a key inserted but not yet committed by another
 // transaction makes this statement wait; it then sees the row (Duplicate) or, if the other
 // transaction rolled back, inserts it.
-func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, part []int) (map[string]bool, error) {
+func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, part []int, token uint64) (map[string]bool, error) {
 	firstMsg := make(map[string]*Message, len(part))
 	keys := make([]string, 0, len(part))
 	for _, i := range part {
@@ -308,10 +399,10 @@ func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, part 
 	slices.Sort(keys)
 	claimed := make(map[string]bool, len(keys))
 	if len(keys) == 1 {
-		// One key needs no token and no read-back: a plain INSERT either claims it or fails with
-		// a duplicate-key error, which rolls back that statement only.
+		// One key needs no read-back: a plain INSERT either claims it or fails with a
+		// duplicate-key error, which rolls back that statement only.
 		m := firstMsg[keys[0]]
-		_, err := tx.ExecContext(ctx, claimSQL, p.group, keys[0], clip(m.Topic), clip(m.ID), OutcomeApplied)
+		_, err := tx.ExecContext(ctx, claimSQL, p.group, keys[0], clip(m.Topic), clip(m.ID), OutcomeApplied, token)
 		switch {
 		case sqlerr.IsDuplicate(err):
 		case err != nil:
@@ -321,7 +412,6 @@ func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, part 
 		}
 		return claimed, nil
 	}
-	token := rand.Uint64()>>1 | 1 // never 0, fits a signed BIGINT too
 	// Chunks keep every statement under the server's limit of 65535 placeholders; taken in
 	// sorted order, they still lock keys in one global order.
 	for keys := range slices.Chunk(keys, maxKeysPerStatement) {
@@ -398,14 +488,19 @@ func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, 
 }
 
 // updateClaims runs stmt (a DELETE or UPDATE of the dedup table) on this group's keys, in one
-// statement per maxKeysPerStatement keys; nothing when keys is empty.
-func (p *Processor) updateClaims(ctx context.Context, tx *sqlx.Tx, stmt string, keys []string) error {
+// statement per maxKeysPerStatement keys; nothing when keys is empty. A token other than 0 limits
+// it to the rows that carry that claim token.
+func (p *Processor) updateClaims(ctx context.Context, tx *sqlx.Tx, stmt string, keys []string, token uint64) error {
 	for chunk := range slices.Chunk(keys, maxKeysPerStatement) {
 		q := stmt + " WHERE consumer_group = ? AND dedup_key IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
-		args := make([]any, 0, len(chunk)+1)
+		args := make([]any, 0, len(chunk)+2)
 		args = append(args, p.group)
 		for _, k := range chunk {
 			args = append(args, k)
+		}
+		if token != 0 {
+			q += " AND claim_token = ?"
+			args = append(args, token)
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err

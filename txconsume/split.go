@@ -17,7 +17,8 @@ import (
 //   - the messages are cut into parts of at most the size the Processor last saw get through
 //     (partSizer); under no contention that is the whole batch, one transaction;
 //   - a part of more than one message that loses a lock conflict is split into two halves that
-//     run next, in order; a single message is retried with backoff as Process retries it;
+//     run next, in order; a single message is retried with backoff as Process retries it
+//     (WithMaxRetries(0) turns both off);
 //   - a part that fails otherwise (begin, claim, commit, context, retries used up) fails its
 //     messages and those of the parts not run yet. If no part had committed, that is the error
 //     of the whole batch, as before splitting existed; otherwise finish reports them in a
@@ -44,7 +45,8 @@ func (p *Processor) runParts(ctx context.Context, b *batch) error {
 			p.parts.committed(len(part))
 			continue
 		}
-		if len(part) > 1 && sqlerr.IsRetryable(err) && ctx.Err() == nil {
+		// WithMaxRetries(0) asks for no rerun after a lock conflict: no split either.
+		if len(part) > 1 && sqlerr.IsRetryable(err) && p.cfg.maxRetries > 0 && ctx.Err() == nil {
 			p.parts.conflicted(len(part))
 			half := (len(part) + 1) / 2
 			p.cfg.logger.DebugContext(ctx, "txconsume: lock conflict, splitting the batch transaction",
@@ -88,17 +90,18 @@ type batchPart struct {
 // conflict; a larger part returns the conflict, for runParts to split it.
 func (p *Processor) runPart(ctx context.Context, b *batch, part []int) error {
 	attempt := func() error {
-		if !b.savepoints {
+		for {
 			err := p.batchAttempt(ctx, b, part)
 			if !errors.Is(err, errNeedSavepoints) {
 				return err
 			}
 			// Sticky for the rest of this part: a deadlock retry after the fallback goes
 			// straight to the savepoint mode rather than failing optimistically once more.
+			// Same attempt number: the fallback is not a lock conflict and uses no retry. It
+			// ends: every rerun in the savepoint mode leaves out one more message (one whose
+			// handler ended the transaction), or is the first in that mode.
 			b.savepoints = true
 		}
-		// Same attempt number: the fallback is not a lock conflict and uses no retry.
-		return p.batchAttempt(ctx, b, part)
 	}
 	if len(part) > 1 {
 		return attempt()

@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/txconsume"
 )
 
 // Environment variables, as scripts/services.sh env prints them.
@@ -65,6 +67,18 @@ func DSNFor(base, name string) string {
 // Open opens a pool on the database name of the server base names, sized for conns connections.
 func Open(base, name string, conns int) (*sqlx.DB, error) {
 	db, err := sqlx.Open("mysql", DSNFor(base, name))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	return db, nil
+}
+
+// OpenGuarded opens a pool as the README tells users to, with txconsume.Open: the pool whose
+// driver keeps a handler's mistakes from committing at no cost in statements.
+func OpenGuarded(base, name string, conns int) (*sqlx.DB, error) {
+	db, err := txconsume.Open(DSNFor(base, name))
 	if err != nil {
 		return nil, err
 	}

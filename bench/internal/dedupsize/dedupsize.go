@@ -160,7 +160,7 @@ func prepare(ctx context.Context, base string, n int, cfg Config) (*sqlx.DB, fun
 }
 
 func setup(ctx context.Context, base, name string, workers int) (*sqlx.DB, error) {
-	db, err := benchenv.Open(base, name, workers+4)
+	db, err := benchenv.OpenGuarded(base, name, workers+4)
 	if err != nil {
 		return nil, err
 	}

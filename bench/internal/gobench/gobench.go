@@ -1,14 +1,16 @@
 // Package gobench reads the output of `go test -bench` into report rows, pairing each benchmark
 // with its baseline by name: within one parent, the sub-benchmark named "bare" (or "baseline")
 // is the baseline of its siblings. A benchmark reports its throughput as the custom metric
-// "msgs/s" (b.ReportMetric) and may report latencies as "p50-ms" and "p99-ms"; benchmarks
-// without msgs/s are left out.
+// "msgs/s" (b.ReportMetric) and may report latencies as "p50-ms" and "p99-ms". A benchmark that
+// measures several variants itself, interleaved, reports each as "<variant>-msgs/s": each becomes
+// the row <benchmark>/<variant>. Benchmarks without either are left out.
 package gobench
 
 import (
 	"bufio"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,17 +42,26 @@ func Parse(r io.Reader, suite string) ([]report.Row, error) {
 				metrics[f[i+1]] = v
 			}
 		}
+		add := func(name string, rate float64) *report.Row {
+			row := rows[name]
+			if row == nil {
+				row = &report.Row{Suite: suite, Case: name}
+				rows[name] = row
+				order = append(order, name)
+			}
+			row.Rates = append(row.Rates, rate)
+			return row
+		}
+		for _, unit := range sortedKeys(metrics) {
+			if variant, ok := strings.CutSuffix(unit, "-msgs/s"); ok {
+				add(name+"/"+variant, metrics[unit])
+			}
+		}
 		rate, ok := metrics["msgs/s"]
 		if !ok {
 			continue
 		}
-		row := rows[name]
-		if row == nil {
-			row = &report.Row{Suite: suite, Case: name}
-			rows[name] = row
-			order = append(order, name)
-		}
-		row.Rates = append(row.Rates, rate)
+		row := add(name, rate)
 		if v, ok := metrics["p50-ms"]; ok {
 			row.P50 = max(row.P50, time.Duration(v*float64(time.Millisecond)))
 		}
@@ -75,6 +86,15 @@ func Parse(r io.Reader, suite string) ([]report.Row, error) {
 		out = append(out, *row)
 	}
 	return out, nil
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func cut(name string) (parent, last string, ok bool) {
