@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -38,7 +39,10 @@ func BaseDSN() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("benchenv: %s: %w", EnvMySQLDSN, err)
 	}
-	if _, set := cfg.Params["interpolateParams"]; !set && !cfg.InterpolateParams {
+	// The driver parses interpolateParams into cfg.InterpolateParams, false whether absent or
+	// set to false: the query string tells them apart.
+	_, query, _ := strings.Cut(dsn, "?")
+	if params, err := url.ParseQuery(query); err != nil || !params.Has("interpolateParams") {
 		cfg.InterpolateParams = true
 	}
 	cfg.DBName = ""
