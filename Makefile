@@ -14,7 +14,7 @@ GOLANGCI_LINT := go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v
 
 .PHONY: help
 help: ## List the targets with what they do
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
 demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked in MySQL (MariaDB by default)
@@ -23,7 +23,15 @@ demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked
 
 .PHONY: test
 test: services-up ## Start the services, then run every test with -race on MariaDB and again on Oracle MySQL
+	$(MAKE) --no-print-directory test-bench-tool
 	$(WITH_SERVICES) scripts/test-matrix.sh -race -count=1 -timeout 40m
+
+# The bench tool is a module of its own (bench/), outside ./... of the library: its unit tests
+# (parsers, ratios, tables, the plot) need no services and run in make test; the benchmarks
+# themselves run only in make bench.
+.PHONY: test-bench-tool
+test-bench-tool: ## Run the unit tests of the bench tool (no services; make bench runs the benchmarks)
+	cd bench && go test -race -count=1 ./...
 
 .PHONY: test-docker
 test-docker: ## Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
@@ -36,6 +44,7 @@ docker-images: ## Build the local MySQL, Redis and RocketMQ images (for machines
 .PHONY: test-short
 test-short: ## Run only the tests that need no services
 	go test -short -count=1 ./...
+	cd bench && go test -short -count=1 ./...
 
 # make bench: the Go benchmarks of BENCH_PKGS (in the database, each beside its bare baseline), then
 # the suites of the bench tool (bench/, a module of its own: its plotting library stays out of the
@@ -68,10 +77,11 @@ bench-clean: ## Drop the filled dedup tables that make bench keeps between runs
 	$(FIRST_SERVER) && $(WITH_SERVICES) cd bench && go run ./cmd/txbench -clean
 
 .PHONY: lint
-lint: ## gofmt, go vet and golangci-lint
+lint: ## gofmt, go vet and golangci-lint, on the library and on the bench tool
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	go vet ./...
 	$(GOLANGCI_LINT) run ./...
+	cd bench && go vet ./... && $(GOLANGCI_LINT) run ./...
 
 .PHONY: services-up
 services-up: ## Start (or reuse) MariaDB, Oracle MySQL, Redis and RocketMQ on loopback

@@ -68,10 +68,6 @@ func run() error {
 	cfgRepeats, cfgMessages, cfgSizes, cfgBatches := 3, 10000, "0,1000000,10000000", "1,8,16,32"
 	paced, dur := 2000, 10*time.Second
 	if *quick {
-		if *clean {
-			return dedupsize.Clean(ctx, logf)
-		}
-
 		cfgRepeats, cfgMessages, cfgSizes, cfgBatches = 1, 4000, "0,1000000", "1,16"
 		paced, dur = 500, 5*time.Second
 	}
