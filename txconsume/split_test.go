@@ -2,10 +2,12 @@ package txconsume_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,93 +128,19 @@ func TestProcessBatchSplit(t *testing.T) {
 		require.Equal(t, 8, f.totalEffects())
 	})
 
+	// Concurrent batches on hot rows, on both kinds of pool, while some messages fail in their
+	// handler: real deadlocks split transactions, failures send parts into the savepoint mode,
+	// and every effect is counted in the database.
+	pools := map[string]func(f *fixture) *sqlx.DB{
+		"plain pool":     func(f *fixture) *sqlx.DB { return f.pool("") },
+		"txconsume.Open": func(f *fixture) *sqlx.DB { return f.guardedPool("") },
+	}
 	for _, iso := range isolations {
-		t.Run("hot rows in random orders, concurrent batches, "+iso.String(), func(t *testing.T) {
-			f := newFixture(t)
-			_, err := f.db.ExecContext(ctx, `CREATE TABLE t_hot (id INT PRIMARY KEY, n BIGINT NOT NULL)`)
-			require.NoError(t, err)
-			_, err = f.db.ExecContext(ctx, `INSERT INTO t_hot VALUES (0, 0), (1, 0), (2, 0)`)
-			require.NoError(t, err)
-			// Each message adds 1 to two of three hot rows, in an order of its own, then records
-			// its effect: batches of them lock the rows in crossing orders and deadlock.
-			h := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
-				var a, b int
-				if _, err := fmt.Sscanf(m.Properties["rows"], "%d,%d", &a, &b); err != nil {
-					return err
-				}
-				for _, row := range []int{a, b} {
-					if _, err := tx.ExecContext(ctx, "UPDATE t_hot SET n = n + 1 WHERE id = ?", row); err != nil {
-						return err
-					}
-				}
-				return recordEffect(ctx, tx, m)
-			}
-			splits := &splitLog{}
-			p := f.processor(f.pool(""), "g", h, txconsume.WithIsolation(iso),
-				txconsume.WithHooks(txconsume.Hooks{OnRetry: splits.onRetry}))
-			const workers, size = 6, 10
-			var all [][]*txconsume.Message
-			applied := 0
-			// Rounds until real deadlocks have split transactions (almost always the first).
-			for round := 0; round < 30 && splits.count() == 0; round++ {
-				batches := make([][]*txconsume.Message, workers)
-				r := rand.New(rand.NewPCG(uint64(round), 13))
-				for w := range batches {
-					for i := range size {
-						m := msg(fmt.Sprintf("r%d-w%d-%d", round, w, i))
-						perm := r.Perm(3)
-						m.Properties = map[string]string{"rows": fmt.Sprintf("%d,%d", perm[0], perm[1])}
-						batches[w] = append(batches[w], m)
-					}
-				}
-				all = append(all, batches...)
-				rss := make([][]txconsume.Result, workers)
-				errs := make([]error, workers)
-				runConcurrently(workers, func(w int) { rss[w], errs[w] = p.ProcessBatch(ctx, batches[w]) })
-				for w := range batches {
-					var be *txconsume.BatchError
-					if errs[w] != nil && !errors.As(errs[w], &be) {
-						// The whole batch failed (retries used up before any part committed):
-						// nothing of it may be there.
-						for _, m := range batches[w] {
-							require.Zero(t, f.effects(m.ID), m.ID)
-							require.Empty(t, f.outcome("g", m.ID), m.ID)
-						}
-						continue
-					}
-					for i, m := range batches[w] {
-						if be != nil && be.Failed(i) != nil {
-							require.Zero(t, f.effects(m.ID), "a failed message left no effect: %s", m.ID)
-							require.Empty(t, f.outcome("g", m.ID), m.ID)
-							continue
-						}
-						require.Equal(t, A, rss[w][i], m.ID)
-						require.Equal(t, 1, f.effects(m.ID), m.ID)
-						applied++
-					}
-				}
-			}
-			require.Positive(t, splits.count(), "30 rounds of crossing batches without a deadlock")
-			require.Equal(t, applied, f.dedupRows(), "one claim per Applied result")
-
-			// Redelivery of everything, one batch at a time: the applied come back Duplicate, the
-			// failed (if any) apply now; in the end every message has exactly one effect.
-			for _, b := range all {
-				rs, err := p.ProcessBatch(ctx, b)
-				require.NoError(t, err)
-				for i, m := range b {
-					require.Contains(t, []txconsume.Result{A, D}, rs[i], m.ID)
-				}
-			}
-			total := len(all) * size
-			require.Equal(t, total, f.totalEffects())
-			require.Equal(t, total, f.dedupRows())
-			var distinct, sum int
-			require.NoError(t, f.db.Get(&distinct, "SELECT COUNT(DISTINCT msg_key) FROM t_effect"))
-			require.NoError(t, f.db.Get(&sum, "SELECT SUM(n) FROM t_hot"))
-			require.Equal(t, total, distinct)
-			require.Equal(t, 2*total, sum, "every message's two updates, once")
-		})
+		for poolName, open := range pools {
+			t.Run("hot rows in random orders, concurrent batches, failing handlers, "+iso.String()+", "+poolName, func(t *testing.T) {
+				hotRowBatches(t, open, iso)
+			})
+		}
 	}
 
 	t.Run("a part that outlives its retries after another part committed fails alone", func(t *testing.T) {
@@ -282,4 +210,114 @@ func TestProcessBatchSplit(t *testing.T) {
 		require.Equal(t, (batches+1)*4, f.totalEffects())
 		require.Equal(t, (batches+1)*4, f.dedupRows())
 	})
+}
+
+// hotRowBatches runs rounds of concurrent batches whose messages add 1 to two of three hot rows
+// in orders of their own, until real deadlocks have split transactions; every tenth message's
+// handler fails until its redelivery. It then redelivers everything and counts the effects.
+func hotRowBatches(t *testing.T, open func(f *fixture) *sqlx.DB, iso sql.IsolationLevel) {
+	ctx := context.Background()
+	A, D := txconsume.Applied, txconsume.Duplicate
+	f := newFixture(t)
+	_, err := f.db.ExecContext(ctx, `CREATE TABLE t_hot (id INT PRIMARY KEY, n BIGINT NOT NULL)`)
+	require.NoError(t, err)
+	_, err = f.db.ExecContext(ctx, `INSERT INTO t_hot VALUES (0, 0), (1, 0), (2, 0)`)
+	require.NoError(t, err)
+	var redelivery atomic.Bool
+	errInjected := errors.New("injected handler failure")
+	h := func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		var a, b int
+		if _, err := fmt.Sscanf(m.Properties["rows"], "%d,%d", &a, &b); err != nil {
+			return err
+		}
+		for _, row := range []int{a, b} {
+			if _, err := tx.ExecContext(ctx, "UPDATE t_hot SET n = n + 1 WHERE id = ?", row); err != nil {
+				return err
+			}
+		}
+		if err := recordEffect(ctx, tx, m); err != nil {
+			return err
+		}
+		if m.Properties["fail"] == "yes" && !redelivery.Load() {
+			return errInjected // after its writes: they must be rolled back
+		}
+		return nil
+	}
+	splits := &splitLog{}
+	p := f.processor(open(f), "g", h, txconsume.WithIsolation(iso),
+		txconsume.WithHooks(txconsume.Hooks{OnRetry: splits.onRetry}))
+	const workers, size = 6, 10
+	var all [][]*txconsume.Message
+	applied, failed := 0, 0
+	// Rounds until real deadlocks have split transactions (almost always the first).
+	for round := 0; round < 30 && splits.count() == 0; round++ {
+		batches := make([][]*txconsume.Message, workers)
+		r := rand.New(rand.NewPCG(uint64(round), 13))
+		for w := range batches {
+			for i := range size {
+				m := msg(fmt.Sprintf("r%d-w%d-%d", round, w, i))
+				perm := r.Perm(3)
+				m.Properties = map[string]string{"rows": fmt.Sprintf("%d,%d", perm[0], perm[1])}
+				if i == 3 {
+					m.Properties["fail"] = "yes"
+				}
+				batches[w] = append(batches[w], m)
+			}
+		}
+		all = append(all, batches...)
+		rss := make([][]txconsume.Result, workers)
+		errs := make([]error, workers)
+		runConcurrently(workers, func(w int) { rss[w], errs[w] = p.ProcessBatch(ctx, batches[w]) })
+		for w := range batches {
+			var be *txconsume.BatchError
+			require.Error(t, errs[w], "every batch has a failing message")
+			if !errors.As(errs[w], &be) {
+				// The whole batch failed (retries used up before any part committed): nothing
+				// of it may be there.
+				for _, m := range batches[w] {
+					require.Zero(t, f.effects(m.ID), m.ID)
+					require.Empty(t, f.outcome("g", m.ID), m.ID)
+				}
+				failed += len(batches[w])
+				continue
+			}
+			for i, m := range batches[w] {
+				if err := be.Failed(i); err != nil {
+					if m.Properties["fail"] == "yes" {
+						require.ErrorIs(t, err, errInjected, m.ID)
+					}
+					require.Zero(t, f.effects(m.ID), "a failed message left no effect: %s", m.ID)
+					require.Empty(t, f.outcome("g", m.ID), m.ID)
+					failed++
+					continue
+				}
+				require.NotEqual(t, "yes", m.Properties["fail"], "%s failed in its handler but was not reported", m.ID)
+				require.Equal(t, A, rss[w][i], m.ID)
+				require.Equal(t, 1, f.effects(m.ID), m.ID)
+				applied++
+			}
+		}
+	}
+	require.Positive(t, splits.count(), "30 rounds of crossing batches without a deadlock")
+	require.GreaterOrEqual(t, failed, len(all), "at least the injected failures")
+	require.Equal(t, applied, f.dedupRows(), "one claim per Applied result")
+
+	// Redelivery of everything, one batch at a time: the applied come back Duplicate, the failed
+	// apply now; in the end every message has exactly one effect.
+	redelivery.Store(true)
+	for _, b := range all {
+		rs, err := p.ProcessBatch(ctx, b)
+		require.NoError(t, err)
+		for i, m := range b {
+			require.Contains(t, []txconsume.Result{A, D}, rs[i], m.ID)
+		}
+	}
+	total := len(all) * size
+	require.Equal(t, total, f.totalEffects())
+	require.Equal(t, total, f.dedupRows())
+	var distinct, sum int
+	require.NoError(t, f.db.Get(&distinct, "SELECT COUNT(DISTINCT msg_key) FROM t_effect"))
+	require.NoError(t, f.db.Get(&sum, "SELECT SUM(n) FROM t_hot"))
+	require.Equal(t, total, distinct)
+	require.Equal(t, 2*total, sum, "every message's two updates, once")
 }
