@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -145,20 +144,7 @@ func benchPerMessage(ctx context.Context, b *testing.B, label string, h txconsum
 	db := pools.plain
 	p, err := txconsume.New(pools.guarded, "bench", h)
 	require.NoError(b, err)
-	run := func(b *testing.B, fn func() error) {
-		// RunParallel starts GOMAXPROCS*parallelism goroutines: round up to conc.
-		procs := runtime.GOMAXPROCS(0)
-		b.SetParallelism((conc + procs - 1) / procs)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	}
+	run := func(b *testing.B, fn func() error) { testenv.RunParallel(b, conc, 1, fn) }
 	name := fmt.Sprintf("%s/conc=%d", label, conc)
 	b.Run(name+"/bare", func(b *testing.B) {
 		run(b, func() error { return bareTx(ctx, db, h, []*txconsume.Message{nextMsg()}) })
@@ -338,19 +324,7 @@ func BenchmarkRowLock(b *testing.B) {
 	p, err := txconsume.New(pools.guarded, "bench", rowLockHandler, txconsume.WithRowLock())
 	require.NoError(b, err)
 	const conc = 16
-	run := func(b *testing.B, fn func() error) {
-		procs := runtime.GOMAXPROCS(0)
-		b.SetParallelism((conc + procs - 1) / procs)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	}
+	run := func(b *testing.B, fn func() error) { testenv.RunParallel(b, conc, 1, fn) }
 	b.Run("dsn=interpolate/conc=16/bare", func(b *testing.B) {
 		run(b, func() error { return bareTx(ctx, db, rowLockHandler, []*txconsume.Message{nextMsg()}) })
 	})
@@ -395,19 +369,7 @@ func BenchmarkRowContention(b *testing.B) {
 	pools := benchDB(b, "interpolateParams=true")
 	db := pools.plain
 	const conc, size = 16, 16
-	run := func(b *testing.B, perOp int, fn func() error) {
-		procs := runtime.GOMAXPROCS(0)
-		b.SetParallelism((conc + procs - 1) / procs)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds(), "msgs/s")
-	}
+	run := func(b *testing.B, perOp int, fn func() error) { testenv.RunParallel(b, conc, perOp, fn) }
 	for _, rows := range []int{20, benchRows} {
 		h := contentionHandler(rows)
 		p, err := txconsume.New(pools.guarded, "bench", h)

@@ -2,7 +2,6 @@ package idem_test
 
 import (
 	"context"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -75,20 +74,8 @@ func BenchmarkStatusMode(b *testing.B) {
 		return &txconsume.Message{ID: "s-" + strconv.FormatInt(seq.Add(1), 10), Topic: "t"}
 	}
 	ctx := context.Background()
-	run := func(b *testing.B, fn func() error) {
-		const conc = 16
-		procs := runtime.GOMAXPROCS(0)
-		b.SetParallelism((conc + procs - 1) / procs)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	}
+	const conc = 16
+	run := func(b *testing.B, fn func() error) { testenv.RunParallel(b, conc, 1, fn) }
 	for _, s := range []struct {
 		name  string
 		store idem.Store
