@@ -62,14 +62,15 @@ bench: ## Every benchmark beside its baseline (broker, database, dedup table at 
 	mkdir -p $(BENCH_OUT)
 	@# Three rounds of -count 1 rather than -count 3, which would repeat each sub-benchmark in a row:
 	@# candidates and baselines then alternate, and machine noise hits both alike.
-	$(FIRST_SERVER) && $(WITH_SERVICES) for round in 1 2 3; do go test -run '^$$' -bench . -benchtime 2s -count 1 $(BENCH_PKGS); done | tee $(BENCH_OUT)/gobench.txt
+	@# pipefail and exit: a failed round stops make bench instead of leaving its rows out.
+	set -o pipefail && $(FIRST_SERVER) && $(WITH_SERVICES) for round in 1 2 3; do go test -run '^$$' -bench . -benchtime 2s -count 1 -timeout 60m $(BENCH_PKGS) || exit 1; done | tee $(BENCH_OUT)/gobench.txt
 	$(FIRST_SERVER) && $(WITH_SERVICES) $(TXBENCH) -out ../docs
 
 .PHONY: bench-quick
 bench-quick: ## A short make bench for a quick look (one repetition, tables up to 1M rows), written under .services/bench
 	$(FIRST_SERVER) $(SERVICES) up
 	mkdir -p $(BENCH_OUT)
-	$(FIRST_SERVER) && $(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 1s -count 1 $(BENCH_PKGS) | tee $(BENCH_OUT)/gobench.txt
+	set -o pipefail && $(FIRST_SERVER) && $(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 1s -count 1 -timeout 60m $(BENCH_PKGS) | tee $(BENCH_OUT)/gobench.txt
 	$(FIRST_SERVER) && $(WITH_SERVICES) $(TXBENCH) -quick -out ../$(BENCH_OUT)
 
 .PHONY: bench-clean
