@@ -48,7 +48,7 @@ type Config struct {
 }
 
 // recipeVersion changes whenever the fill below changes.
-const recipeVersion = "fill-1"
+const recipeVersion = "fill-2"
 
 // Run fills (or reuses) a database per size and measures claims on each.
 func Run(ctx context.Context, cfg Config) ([]report.Row, error) {
@@ -183,14 +183,16 @@ func setup(ctx context.Context, base, name string, workers int) (*sqlx.DB, error
 }
 
 // keySQL is a UUID-like key (8-4-4-4-12 lower-case hex) for row number n of total: the first 8
-// digits grow with n, spread evenly over their range, the others come from MD5(n). The rows are
+// digits grow with n, spread evenly over their range, the others come from SHA2(n, 256). The rows are
 // inserted in key order, which bulk-loads fast; their keys are spread over the same range as
 // random UUIDs, so random claims land among them.
-const keySQL = `CONCAT(LOWER(LPAD(HEX(FLOOR(n * 4294967296 / %d)), 8, '0')), '-', SUBSTR(MD5(n), 1, 4), '-4',
-	SUBSTR(MD5(n), 5, 3), '-a', SUBSTR(MD5(n), 8, 3), '-', SUBSTR(MD5(n), 11, 12))`
+const keySQL = `CONCAT(LOWER(LPAD(HEX(FLOOR(n * 4294967296 / %d)), 8, '0')), '-', SUBSTR(SHA2(n, 256), 1, 4), '-4',
+	SUBSTR(SHA2(n, 256), 5, 3), '-a', SUBSTR(SHA2(n, 256), 8, 3), '-', SUBSTR(SHA2(n, 256), 11, 12))`
 
 // fill replaces the table's rows with n rows of Group, created over the last 7 days (as with the
-// recommended retention), in chunks of 250,000 rows generated on the server.
+// recommended retention), in chunks of 250,000 rows generated on the server. Every row carries a
+// topic and a 32-digit message id, as the claims of Process do (a RocketMQ UNIQ_KEY is 32 hex
+// digits), so that the table is as wide as a consumer's.
 func fill(ctx context.Context, db *sqlx.DB, n int, log func(string, ...any)) error {
 	for _, s := range []string{
 		"TRUNCATE TABLE " + txconsume.DedupTable,
@@ -215,8 +217,8 @@ func fill(ctx context.Context, db *sqlx.DB, n int, log func(string, ...any)) err
 	start := time.Now()
 	for lo := 0; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
-		q := fmt.Sprintf(`INSERT INTO `+txconsume.DedupTable+` (consumer_group, dedup_key, created_at)
-SELECT '%s', `+keySQL+`, UTC_TIMESTAMP(6) - INTERVAL 7 DAY + INTERVAL n * %d MICROSECOND
+		q := fmt.Sprintf(`INSERT INTO `+txconsume.DedupTable+` (consumer_group, dedup_key, topic, msg_id, created_at)
+SELECT '%s', `+keySQL+`, 'bench', UPPER(SUBSTR(SHA2(n, 256), 1, 32)), UTC_TIMESTAMP(6) - INTERVAL 7 DAY + INTERVAL n * %d MICROSECOND
 FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digits b
       WHERE a.d * 1000 + b.d < %d ORDER BY n) s`, Group, n, span, lo, hi-lo)
 		if _, err := db.ExecContext(ctx, q); err != nil {
