@@ -20,10 +20,11 @@
 #   1. its TXCONSUME_* variable is already set (TXCONSUME_MARIADB_DSN, TXCONSUME_ORACLE_MYSQL_DSN,
 #      TXCONSUME_REDIS_ADDR, TXCONSUME_ROCKETMQ_NAMESRV): that service is used as it is;
 #   2. the compose path (docker-compose.yml starts mysql, rocketmq and redis), chosen by
-#      TXCONSUME_SERVICES: "docker" takes it (starting dockerd, building Compose v2 and local images
-#      as needed, see scripts/docker/); "native" (or TXCONSUME_NO_DOCKER=1) never does; unset or
-#      "auto" takes it only where apt-get is missing, a Docker engine answers, a Compose v2 command
-#      runs and the images are present or pullable, and otherwise says in one line why not;
+#      TXCONSUME_SERVICES: "docker" takes it (starting dockerd, installing Debian's docker-compose
+#      and building local images as needed, see scripts/docker/); "native" (or TXCONSUME_NO_DOCKER=1)
+#      never does; unset or "auto" takes it only where apt-get is missing, a Docker engine answers,
+#      a compose command runs (Compose v2, or docker-compose 1.27 or later) and the images are
+#      present or pullable, and otherwise says in one line why not;
 #   3. otherwise: MariaDB and Redis from Debian packages, Oracle MySQL from Debian sid's
 #      mysql-server-core run in a chroot (a sid root file system made with debootstrap, so the
 #      host's packages stay as they are), and the RocketMQ jars from Maven Central, installed when
