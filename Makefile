@@ -22,9 +22,9 @@ demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked
 	$(FIRST_SERVER) && $(WITH_SERVICES) go run ./examples/order-service/cmd/demo
 
 .PHONY: test
-test: services-up ## Start the services, then run every test with -race on MariaDB and again on Oracle MySQL
+test: ## Start the services, run every test with -race on MariaDB and Oracle MySQL, then the Docker leg
 	$(MAKE) --no-print-directory test-bench-tool
-	$(WITH_SERVICES) scripts/test-matrix.sh -race -count=1 -timeout 40m
+	scripts/test.sh -race -count=1 -timeout 40m
 
 # The bench tool is a module of its own (bench/), outside ./... of the library: its unit tests
 # (parsers, ratios, tables, the plot) need no services and run in make test; the benchmarks
@@ -34,7 +34,7 @@ test-bench-tool: ## Run the unit tests of the bench tool (no services; make benc
 	cd bench && go test -race -count=1 ./...
 
 .PHONY: test-docker
-test-docker: ## Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
+test-docker: ## Only the Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
 	bash scripts/docker/test-docker.sh
 
 .PHONY: docker-images
