@@ -55,4 +55,14 @@
 //     to SetClientLogger's or the longest-running Consumer's; see SetClientLogger and
 //     SetClientLogLevel.
 //   - The client's name server resolver accepts IP addresses only; Consumer resolves host names.
+//   - When the client's connection to a broker closes (the broker crashed or restarted), each pull
+//     that was in flight on it waits out a fixed 30s timeout and its queue then pauses 3s: a broker
+//     back within seconds got no pull from the consumer for up to 33s. Consumer notices the closed
+//     connection, logs it, probes the broker, and once it answers restarts the pulls of its queues
+//     (two rebalances: one without them, one with them), so consumption resumes about a second
+//     after the broker is back. A custom allocation strategy must be given with
+//     WithAllocateStrategy for this to work.
+//   - A broker that restarted knows a group's consumers only after their next heartbeat (every
+//     30s), and until then the client's strategies allocate a consumer no queue at all; Consumer
+//     keeps the queues it held instead.
 package rmq

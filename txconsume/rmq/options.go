@@ -71,6 +71,7 @@ type consumerConfig struct {
 	credentials   primitive.Credentials
 	instanceName  string
 	fromWhere     consumer.ConsumeFromWhere
+	strategy      consumer.AllocateStrategy
 	clientOptions []consumer.Option
 }
 
@@ -238,6 +239,15 @@ func WithInstanceName(name string) Option {
 // txconsume, re-reading what an earlier instance already consumed costs duplicates, not effects.
 func WithConsumeFromWhere(w consumer.ConsumeFromWhere) Option {
 	return optionFunc(func(c *consumerConfig) { c.fromWhere = w })
+}
+
+// WithAllocateStrategy sets how the queues of a topic are shared among the consumers of the
+// group, for example consumer.AllocateByAveragelyCircle. Give it here rather than as
+// consumer.WithStrategy in WithClientOptions: the Consumer wraps the strategy to restart the pulls
+// of a broker that comes back after its connection closed (see Consumer), and a strategy given to
+// the client directly replaces that wrapper. Default: consumer.AllocateByAveragely (the client's).
+func WithAllocateStrategy(s consumer.AllocateStrategy) Option {
+	return optionFunc(func(c *consumerConfig) { c.strategy = s })
 }
 
 // WithClientOptions passes further options to the client's push consumer (namespace, TLS, pull
