@@ -521,6 +521,14 @@ tcp_select1() {
 # log_says reports whether a log file contains a line.
 log_says() { [ -f "$1" ] && grep -q "$2" "$1"; }
 
+# broker_registered_since reports whether a broker's log has more completed registrations with its
+# name server than the count given.
+broker_registered_since() {
+  local n
+  n=$(grep -c 'Registering current broker to name server completed' "$1" 2>/dev/null || true)
+  [ "${n:-0}" -gt "$2" ]
+}
+
 # instance_start starts the process of an instance in the background, with the pid in
 # $dir/pid, and waits until it answers; a process that exits while starting fails at once.
 instance_start() {
@@ -596,13 +604,17 @@ instance_start() {
       else
         [ -n "$namesrv" ] || { log "instance $name: a broker needs its namesrv's host:port"; exit 2; }
         broker_conf "$broker_name" "$port" "$namesrv" "$dir/store" >"$dir/broker.conf"
+        # A broker says "boot success" before its registration with the name server, which
+        # another thread does, has completed; that one it logs in its own log, which a restart
+        # appends to: ready once one more such line is there.
+        local blog=$dir/home/logs/rocketmqlogs/broker.log registered
+        registered=$(grep -c 'Registering current broker to name server completed' "$blog" 2>/dev/null || true)
         # shellcheck disable=SC2046
         ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
           org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf" \
           </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
         pid=$!
-        # The broker prints this once it has registered with its name server.
-        ready=(log_says "$logfile" 'boot success')
+        ready=(broker_registered_since "$blog" "${registered:-0}")
       fi
       ;;
     *) log "instance $name: unknown kind '$kind' (mariadb, mysql, redis, namesrv, broker)"; exit 2 ;;
