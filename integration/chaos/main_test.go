@@ -1,0 +1,163 @@
+package chaos
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver
+)
+
+// TestMain lets the test binary double as a consumer process (see worker_test.go), and prints the
+// summary table once every scenario has run.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		os.Exit(runWorker(spec))
+	}
+	code := m.Run()
+	summary.print()
+	os.Exit(code)
+}
+
+// runConfig is what the environment asks of this run.
+type runConfig struct {
+	long bool
+	seed uint64
+}
+
+var config = sync.OnceValue(func() runConfig {
+	c := runConfig{long: os.Getenv("TXCONSUME_CHAOS") == "long"}
+	if s := os.Getenv("TXCONSUME_CHAOS_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			panic(fmt.Sprintf("TXCONSUME_CHAOS_SEED=%q: %v", s, err))
+		}
+		c.seed = seed
+	} else {
+		c.seed = uint64(time.Now().UnixNano()) % 1_000_000_000
+	}
+	return c
+})
+
+// scenarioRand returns the random source of a scenario: the run's seed and the scenario's name, so
+// that one scenario run alone makes the same choices as in the full run.
+func scenarioRand(name string) *rand.Rand {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return rand.New(rand.NewPCG(config().seed, h.Sum64()))
+}
+
+// form returns short in the short form (make test) and long in the long form (make chaos).
+func form[T any](short, long T) T {
+	if config().long {
+		return long
+	}
+	return short
+}
+
+// row is one line of the summary table.
+type row struct {
+	Scenario     string
+	Server       string
+	Messages     int // distinct messages sent
+	Sends        int // successful sends, re-sends included
+	DupDelivered int // deliveries the Processor found already consumed
+	Failed       int // deliveries that failed and were redelivered
+	AppliedTwice int
+	Lost         int
+	DeadLettered int
+	Recovery     []time.Duration // per fault: until every queue delivered a message sent after it
+	Note         string
+}
+
+// summaryTable collects the rows of the scenarios that ran.
+type summaryTable struct {
+	mu   sync.Mutex
+	rows []row
+}
+
+var summary summaryTable
+
+func (r row) recovery() string {
+	if len(r.Recovery) == 0 {
+		return "-"
+	}
+	lo, hi := r.Recovery[0], r.Recovery[0]
+	for _, d := range r.Recovery {
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if len(r.Recovery) == 1 {
+		return fmt.Sprintf("%.1fs", hi.Seconds())
+	}
+	return fmt.Sprintf("%.1f-%.1fs (%d)", lo.Seconds(), hi.Seconds(), len(r.Recovery))
+}
+
+func (s *summaryTable) add(r row) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rows = append(s.rows, r)
+}
+
+// print writes the table to stdout and, when TXCONSUME_CHAOS_SUMMARY names a file, appends it there.
+func (s *summaryTable) print() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rows) == 0 {
+		return
+	}
+	var b strings.Builder
+	c := config()
+	form := "short"
+	if c.long {
+		form = "long"
+	}
+	fmt.Fprintf(&b, "\nchaos summary (%s form, seed %d; replay: TXCONSUME_CHAOS_SEED=%d)\n", form, c.seed, c.seed)
+	head := []string{"scenario", "server", "messages", "sends", "dup delivered", "failed", "applied twice", "lost", "dead-lettered", "recovery"}
+	lines := [][]string{head}
+	for _, r := range s.rows {
+		lines = append(lines, []string{r.Scenario, r.Server, strconv.Itoa(r.Messages), strconv.Itoa(r.Sends),
+			strconv.Itoa(r.DupDelivered), strconv.Itoa(r.Failed), strconv.Itoa(r.AppliedTwice), strconv.Itoa(r.Lost),
+			strconv.Itoa(r.DeadLettered), r.recovery()})
+	}
+	widths := make([]int, len(head))
+	for _, l := range lines {
+		for i, cell := range l {
+			widths[i] = max(widths[i], len(cell))
+		}
+	}
+	for n, l := range lines {
+		for i, cell := range l {
+			if i < 2 {
+				fmt.Fprintf(&b, "%-*s  ", widths[i], cell)
+			} else {
+				fmt.Fprintf(&b, "%*s  ", widths[i], cell)
+			}
+		}
+		b.WriteString("\n")
+		if n == 0 {
+			for i := range head {
+				b.WriteString(strings.Repeat("-", widths[i]) + "  ")
+			}
+			b.WriteString("\n")
+		}
+	}
+	for _, r := range s.rows {
+		if r.Note != "" {
+			fmt.Fprintf(&b, "%s (%s): %s\n", r.Scenario, r.Server, r.Note)
+		}
+	}
+	fmt.Print(b.String())
+	if path := os.Getenv("TXCONSUME_CHAOS_SUMMARY"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, _ = f.WriteString(b.String())
+			_ = f.Close()
+		}
+	}
+}
