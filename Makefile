@@ -25,6 +25,14 @@ demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked
 test: services-up ## Start the services, then run every test with -race on MariaDB and again on Oracle MySQL
 	$(WITH_SERVICES) scripts/test-matrix.sh -race -count=1 -timeout 40m
 
+.PHONY: test-docker
+test-docker: ## Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
+	bash scripts/docker/test-docker.sh
+
+.PHONY: docker-images
+docker-images: ## Build the local MySQL, Redis and RocketMQ images (for machines where Docker Hub does not answer)
+	bash scripts/docker/build-images.sh
+
 .PHONY: test-short
 test-short: ## Run only the tests that need no services
 	go test -short -count=1 ./...

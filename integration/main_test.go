@@ -3,6 +3,8 @@ package integration
 import (
 	"os"
 	"testing"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 // TestMain lets the test binary double as a consumer service instance: with TXCONSUME_RMQ_WORKER set
@@ -11,5 +13,5 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(rmqWorkerEnv); spec != "" {
 		os.Exit(runRMQWorker(spec))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.M(m).Run())
 }

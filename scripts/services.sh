@@ -10,6 +10,7 @@
 #                               TXCONSUME_ROCKETMQ_NAMESRV, TXCONSUME_REDIS_ADDR
 #                               (use: eval "$(scripts/services.sh env)")
 #   scripts/services.sh status  say what runs
+#   scripts/services.sh plan    say whether `up` would take the native or the compose path, and why
 #   scripts/services.sh instance start|stop|kill|rm|pid <name> ...
 #                               private servers for the fault-injection tests, on other ports
 #                               (see "private instances" below)
@@ -21,7 +22,11 @@
 # Where each service comes from, in order:
 #   1. its TXCONSUME_* variable is already set (TXCONSUME_MARIADB_DSN, TXCONSUME_ORACLE_MYSQL_DSN,
 #      TXCONSUME_REDIS_ADDR, TXCONSUME_ROCKETMQ_NAMESRV): that service is used as it is;
-#   2. a Docker engine answers: docker compose (docker-compose.yml) starts mysql, rocketmq and redis;
+#   2. the compose path (docker-compose.yml starts mysql, rocketmq and redis), chosen by
+#      TXCONSUME_SERVICES: "docker" takes it (starting dockerd, building Compose v2 and local images
+#      as needed, see scripts/docker/); "native" (or TXCONSUME_NO_DOCKER=1) never does; unset or
+#      "auto" takes it only where apt-get is missing, a Docker engine answers, a Compose v2 command
+#      runs and the images are present or pullable, and otherwise says in one line why not;
 #   3. otherwise: MariaDB and Redis from Debian packages, Oracle MySQL from Debian sid's
 #      mysql-server-core run in a chroot (a sid root file system made with debootstrap, so the
 #      host's packages stay as they are), and the RocketMQ jars from Maven Central, installed when
@@ -88,8 +93,79 @@ apt_install() {
   fi
 }
 
+# docker_usable decides whether `up` takes the compose path (see the top of this file) and prepares
+# it: COMPOSE and COMPOSE_FILES are set for compose_up. Where it falls back to native services it
+# says why in one line; with TXCONSUME_SERVICES=docker a path that does not work is a failure.
+# `docker_usable --dry` decides without starting, installing or building anything (for `plan`).
 docker_usable() {
-  [ "${TXCONSUME_NO_DOCKER:-}" != "1" ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+  local dry=${1:-} mode=${TXCONSUME_SERVICES:-auto}
+  [ "${TXCONSUME_NO_DOCKER:-}" = 1 ] && mode=native
+  # shellcheck source=scripts/docker/lib.sh
+  . "$ROOT/scripts/docker/lib.sh"
+  COMPOSE_FILES=(-f "$ROOT/docker-compose.yml")
+  case $mode in
+    native) return 1 ;;
+    auto) ;;
+    docker)
+      compose_serves_servers || fail "TXCONSUME_SERVICES=docker: $SERVERS_MISSING"
+      [ "$dry" = --dry ] && { log "docker: TXCONSUME_SERVICES=docker asks for docker-compose.yml"; return 0; }
+      docker_engine_up || fail "TXCONSUME_SERVICES=docker: no Docker engine"
+      compose_install || fail "TXCONSUME_SERVICES=docker: $COMPOSE_MISSING"
+      compose_images || {
+        log "docker: $IMAGES_MISSING; building local images"
+        "$ROOT/scripts/docker/build-images.sh" || fail "TXCONSUME_SERVICES=docker: local images"
+        COMPOSE_FILES+=(-f "$LOCAL_COMPOSE_OVERRIDE")
+      }
+      return 0 ;;
+    *) fail "TXCONSUME_SERVICES=$mode: expected auto, native or docker" ;;
+  esac
+  docker_engine_answers || return 1
+  if command -v apt-get >/dev/null 2>&1; then
+    log "docker: an engine answers, but where apt-get installs them native services are the default (TXCONSUME_SERVICES=docker takes docker-compose.yml)"
+    return 1
+  fi
+  if ! compose_serves_servers; then
+    log "docker: falling back to native services: $SERVERS_MISSING"
+    return 1
+  fi
+  if ! compose_detect; then
+    log "docker: falling back to native services: $COMPOSE_MISSING"
+    return 1
+  fi
+  if ! compose_images; then
+    if image_present "$LOCAL_MYSQL_IMAGE" && image_present "$LOCAL_REDIS_IMAGE" && image_present "$LOCAL_ROCKETMQ_IMAGE"; then
+      COMPOSE_FILES+=(-f "$LOCAL_COMPOSE_OVERRIDE")
+    else
+      log "docker: falling back to native services: $IMAGES_MISSING, and the local images are not built (scripts/docker/build-images.sh)"
+      return 1
+    fi
+  fi
+  log "docker: using ${COMPOSE[*]} with ${COMPOSE_FILES[*]}"
+}
+
+# compose_serves_servers reports whether docker-compose.yml has every database server of the test
+# matrix that no variable names: its mysql service is Oracle MySQL, published where the matrix
+# expects Oracle MySQL (ORACLE_MYSQL_PORT); it has no MariaDB.
+compose_serves_servers() {
+  SERVERS_MISSING=
+  if [[ " $SERVERS " == *" mariadb "* ]] && [ -z "${TXCONSUME_MARIADB_DSN:-}" ]; then
+    SERVERS_MISSING="docker-compose.yml has no MariaDB (TXCONSUME_SERVERS=mysql tests on its Oracle MySQL alone)"
+    return 1
+  fi
+}
+
+# compose_images reports whether the official images of docker-compose.yml are present or can be
+# pulled; IMAGES_MISSING says which is not, and why.
+compose_images() {
+  local img why
+  IMAGES_MISSING=
+  for img in $(sed -n 's/^ *image: *//p' "$ROOT/docker-compose.yml" | sort -u); do
+    image_present "$img" && continue
+    if ! why=$(docker pull -q "$img" 2>&1); then
+      IMAGES_MISSING="$img is not present and cannot be pulled ($(printf '%s' "$why" | tail -n 1))"
+      return 1
+    fi
+  done
 }
 
 # ---------------------------------------------------------------- MariaDB (port 3306)
@@ -666,18 +742,41 @@ cmd_instance() {
 # ---------------------------------------------------------------- Docker
 
 compose_up() {
-  log "docker: starting docker-compose.yml services"
   local svcs=()
-  [ -n "${TXCONSUME_MYSQL_DSN:-}" ] || svcs+=(mysql)
+  [[ " $SERVERS " != *" mysql "* ]] || [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ] || svcs+=(mysql)
   [ -n "${TXCONSUME_REDIS_ADDR:-}" ] || svcs+=(redis)
   [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] || svcs+=(namesrv broker)
-  docker compose -f "$ROOT/docker-compose.yml" up -d --wait "${svcs[@]}" || fail "docker compose up"
-  touch "$STATE/compose-started"
+  local svc port
+  for svc in "${svcs[@]}"; do
+    case $svc in mysql) port=$ORACLE_MYSQL_PORT ;; redis) port=$REDIS_PORT ;; namesrv) port=$NAMESRV_PORT ;; broker) port=$BROKER_PORT ;; esac
+    if port_open "$port"; then
+      fail "docker: 127.0.0.1:$port, where compose publishes $svc, is taken (by native services? see \`$0 status\`); make test-docker runs the stack on free ports instead"
+    fi
+  done
+  log "docker: starting ${svcs[*]} from docker-compose.yml"
+  # The stack publishes where `env` points: MySQL where the matrix has Oracle MySQL, the others on
+  # their default ports, whatever TXCONSUME_COMPOSE_*_PORT say.
+  local compose=(env TXCONSUME_COMPOSE_MYSQL_PORT="$ORACLE_MYSQL_PORT" -u TXCONSUME_COMPOSE_REDIS_PORT
+    -u TXCONSUME_COMPOSE_NAMESRV_PORT -u TXCONSUME_COMPOSE_BROKER_PORT "${COMPOSE[@]}" "${COMPOSE_FILES[@]}")
+  if ! "${compose[@]}" up -d --wait "${svcs[@]}"; then
+    "${compose[@]}" down -v >/dev/null 2>&1 || true
+    fail "compose up (${COMPOSE[*]} ${COMPOSE_FILES[*]})"
+  fi
+  printf '%s\n' "${compose[@]}" >"$STATE/compose-started"
   if [[ " ${svcs[*]} " == *" broker "* ]]; then
     wait_for "rocketmq broker registered with namesrv" "" \
-      sh -c "docker compose -f '$ROOT/docker-compose.yml' exec -T broker sh mqadmin clusterList -n namesrv:9876 | grep -q broker-a"
+      sh -c "$(printf '%q ' "${compose[@]}") exec -T broker sh mqadmin clusterList -n namesrv:9876 | grep -q broker-a"
   fi
   log "docker: ready"
+}
+
+# compose_down takes down the stack that compose_up started, with the same command and files.
+compose_down() {
+  [ -f "$STATE/compose-started" ] || return 0
+  local compose=()
+  mapfile -t compose <"$STATE/compose-started"
+  "${compose[@]}" down -v || true
+  rm -f "$STATE/compose-started"
 }
 
 # ---------------------------------------------------------------- commands
@@ -763,10 +862,7 @@ stop_pidfile() {
 }
 
 cmd_down() {
-  if [ -f "$STATE/compose-started" ]; then
-    docker compose -f "$ROOT/docker-compose.yml" down -v || true
-    rm -f "$STATE/compose-started"
-  fi
+  compose_down
   stop_pidfile "rocketmq broker" "$STATE/rocketmq/broker.pid"
   stop_pidfile "rocketmq namesrv" "$STATE/rocketmq/namesrv.pid"
   stop_pidfile "redis" "$STATE/redis/redis.pid"
@@ -807,6 +903,7 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
+  plan) if docker_usable --dry; then echo docker; else echo native; fi ;;
   instance) shift; cmd_instance "$@" ;;
-  *) echo "usage: $0 up|down|env|status|instance" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|status|plan|instance" >&2; exit 2 ;;
 esac

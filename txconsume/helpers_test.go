@@ -21,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// database/sql pools start goroutines; every pool a test opens must be closed by its end.
-	goleak.VerifyTestMain(m,
+	goleak.VerifyTestMain(testenv.M(m),
 		// the RocketMQ client, linked in through testenv, starts a cache janitor at init.
 		goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
 }

@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) {
 	// Every pool and client a command opens must be closed by the time it returns.
 	// (The dlq tests run a RocketMQ consumer and producer, whose client leaves goroutines behind.)
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
 
 type result struct {

@@ -31,7 +31,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
 
 // rig is a migrated database with an effects table, and an Instrumentation recording into an

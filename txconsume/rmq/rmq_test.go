@@ -24,7 +24,7 @@ import (
 // (TestRMQShutdownIdleWithEndedContext) it also leaves its statistics loops, pulls still in their
 // long poll and connection readers behind. They are the client's, not this package's.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
 
 // stub is a Processor whose outcome per message id is set by the test; it records the calls.

@@ -22,7 +22,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The RocketMQ client, linked in through rmq, starts a cache janitor at init.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
+	goleak.VerifyTestMain(testenv.M(m), goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
 }
 
 const orders = 20
