@@ -12,6 +12,8 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 // TestMain lets the test binary double as a consumer process (see worker_test.go), and prints the
@@ -20,7 +22,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(workerEnv); spec != "" {
 		os.Exit(runWorker(spec))
 	}
-	code := m.Run()
+	code := testenv.M(m).Run()
 	summary.print()
 	os.Exit(code)
 }
