@@ -52,13 +52,15 @@ type Consumer struct {
 	// running.
 	recov atomic.Pointer[recovery]
 
-	mu       sync.Mutex
-	state    state
-	inflight int
-	push     rocketmq.PushConsumer
-	idle     chan struct{} // closed when draining and no delivery is in flight
-	released chan struct{} // closed after the client shut down: held deliveries return
-	closed   chan struct{} // closed when Shutdown has finished
+	mu        sync.Mutex
+	state     state
+	inflight  int
+	flights   map[*flight]struct{} // the deliveries in progress, for the stall warning
+	stopWatch chan struct{}        // closed at Shutdown: ends the stall watch
+	push      rocketmq.PushConsumer
+	idle      chan struct{} // closed when draining and no delivery is in flight
+	released  chan struct{} // closed after the client shut down: held deliveries return
+	closed    chan struct{} // closed when Shutdown has finished
 
 	// abort cancels the context of in-flight deliveries when Shutdown's context ends first.
 	abortCtx context.Context
@@ -213,6 +215,10 @@ func (c *Consumer) Start() error {
 	c.push = push
 	c.state = stateRunning
 	c.startRecovery()
+	if c.cfg.stallAfter > 0 {
+		c.stopWatch = make(chan struct{})
+		go c.watchStalls(c.stopWatch)
+	}
 	c.log.Info("rmq: consumer started", slog.String("group", c.cfg.group), slog.Bool("orderly", c.cfg.orderly))
 	return nil
 }
@@ -289,6 +295,9 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.state = stateClosed
+	if c.stopWatch != nil {
+		close(c.stopWatch)
+	}
 	c.mu.Unlock()
 	close(c.released)
 	c.abort()
@@ -345,6 +354,7 @@ func (c *Consumer) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 		return consumer.ConsumeRetryLater, ErrShuttingDown
 	}
 	defer c.leave()
+	defer c.untrack(c.track(msgs))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.abortCtx, cancel)

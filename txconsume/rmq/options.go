@@ -72,6 +72,7 @@ type consumerConfig struct {
 	instanceName  string
 	fromWhere     consumer.ConsumeFromWhere
 	strategy      consumer.AllocateStrategy
+	stallAfter    time.Duration
 	clientOptions []consumer.Option
 }
 
@@ -81,6 +82,7 @@ func defaultConsumerConfig() consumerConfig {
 		batchMaxSize: 1,
 		goroutines:   20,
 		fromWhere:    consumer.ConsumeFromLastOffset,
+		stallAfter:   DefaultStallWarning,
 	}
 }
 
@@ -104,6 +106,9 @@ func (c *consumerConfig) validate() error {
 	}
 	if c.batchMaxSize < 1 || c.batchMaxSize > 1024 {
 		errs = append(errs, fmt.Errorf("rmq: batch max size %d out of range [1, 1024]", c.batchMaxSize))
+	}
+	if c.stallAfter < 0 {
+		errs = append(errs, fmt.Errorf("rmq: stall warning %v must not be negative", c.stallAfter))
 	}
 	if c.goroutines < 1 {
 		errs = append(errs, fmt.Errorf("rmq: goroutines %d must be at least 1", c.goroutines))
@@ -239,6 +244,15 @@ func WithInstanceName(name string) Option {
 // txconsume, re-reading what an earlier instance already consumed costs duplicates, not effects.
 func WithConsumeFromWhere(w consumer.ConsumeFromWhere) Option {
 	return optionFunc(func(c *consumerConfig) { c.fromWhere = w })
+}
+
+// WithStallWarning sets after how long a delivery whose handler has not returned is logged as
+// stalled (at warning level, with its message id), and how often it is logged again while it stays
+// so. A handler waiting on a database that stopped answering without closing its connections
+// would otherwise hold the consumer without a word; set readTimeout and writeTimeout in the DSN to
+// have such queries fail instead. 0 turns the warning off. Default: DefaultStallWarning (1m).
+func WithStallWarning(d time.Duration) Option {
+	return optionFunc(func(c *consumerConfig) { c.stallAfter = d })
 }
 
 // WithAllocateStrategy sets how the queues of a topic are shared among the consumers of the
