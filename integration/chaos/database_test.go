@@ -15,6 +15,7 @@ import (
 // again while a stream is consumed. Deliveries fail while it is down (and come back through the
 // retry topic); none is applied twice, none is lost.
 func TestDatabaseRestart(t *testing.T) {
+	t.Parallel()
 	db := testenv.PrivateDatabase(t)
 	s := newScenario(t, "database restart", scenarioConfig{ledgerDSN: testenv.PrivateDatabaseDSN(t, db)})
 	s.startWorker("c1", s.spec())
@@ -41,6 +42,7 @@ func TestDatabaseRestart(t *testing.T) {
 // before COMMIT rolls back and its message comes again; one killed during COMMIT may have
 // committed or not, and its redelivery finds out (Duplicate or Applied).
 func TestConnectionsKilled(t *testing.T) {
+	t.Parallel()
 	s := newScenario(t, "connections killed", scenarioConfig{})
 	s.startWorker("c1", s.spec())
 	st := s.startStream(form(1500, 6000), 150)

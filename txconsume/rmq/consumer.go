@@ -322,7 +322,12 @@ func (c *Consumer) startRecovery() {
 	// The client subscribes every group to its retry topic too.
 	topics = append(topics, RetryTopic(c.cfg.group))
 	dir := &brokerDirectory{admin: c.admin, topics: topics}
+	var persist func()
+	if p, ok := c.push.(offsetPersister); ok {
+		persist = func() { _ = p.PersistConsumerOffset() }
+	}
 	r := newRecovery(&recovery{
+		persist:   persist,
 		alloc:     c.alloc,
 		rebalance: rb.Rebalance,
 		log:       c.log,

@@ -106,12 +106,19 @@ func (a *allocator) exclude(brokers []string, out bool) {
 // Rebalance method runs one rebalance now.
 type rebalancer interface{ Rebalance() }
 
+// offsetPersister is the client push consumer's method that sends every queue's consumed offset
+// to its broker now.
+type offsetPersister interface{ PersistConsumerOffset() error }
+
 // recovery follows the client's connections to the brokers of one Consumer.
 type recovery struct {
 	alloc     *allocator
 	rebalance func()
-	log       *slog.Logger
-	group     string
+	// persist sends the consumed offsets of every queue to the brokers; nil when the client
+	// cannot.
+	persist func()
+	log     *slog.Logger
+	group   string
 	// brokers returns the names of the brokers at addr among those serving the Consumer's topics,
 	// and a topic one of them serves (to probe with); nil when addr is no such broker.
 	brokers func(ctx context.Context, addr string) (names []string, topic string)
@@ -185,6 +192,13 @@ func (r *recovery) recover(addr string) bool {
 		return false
 	}
 	start := time.Now()
+	// The queues are taken again from the offsets the broker has. A broker that was killed lost
+	// those it had not flushed yet, and the client's drop of a queue sends the offset of that queue
+	// only (and forgets the others' as it does): every queue's offset goes to the brokers first,
+	// or the consumer would redeliver seconds of messages before it reaches new ones.
+	if r.persist != nil {
+		r.persist()
+	}
 	r.alloc.exclude(names, true)
 	r.rebalance()
 	r.alloc.exclude(names, false)

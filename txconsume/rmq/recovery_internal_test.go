@@ -114,6 +114,13 @@ func (f *fakeBrokers) rebalance() {
 	f.mu.Unlock()
 }
 
+// persist is recorded among the rebalances, as ["persist"].
+func (f *fakeBrokers) persist() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rebalances = append(f.rebalances, []string{"persist"})
+}
+
 func (f *fakeBrokers) state() (probes int, rebalances [][]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -128,8 +135,8 @@ func TestRecovery(t *testing.T) {
 		var logs bytes.Buffer
 		f := &fakeBrokers{alloc: newAllocator(nil)}
 		r := newRecovery(&recovery{
-			alloc: f.alloc, rebalance: f.rebalance, group: "g", brokers: f.brokers, answers: f.answers,
-			log: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+			alloc: f.alloc, rebalance: f.rebalance, persist: f.persist, group: "g", brokers: f.brokers,
+			answers: f.answers, log: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
 		})
 		t.Cleanup(r.stop)
 		return r, f, &logs
@@ -145,13 +152,14 @@ func TestRecovery(t *testing.T) {
 		f.mu.Lock()
 		f.answering = true
 		f.mu.Unlock()
-		require.Eventually(t, func() bool { _, rb := f.state(); return len(rb) >= 2 }, 10*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { _, rb := f.state(); return len(rb) >= 3 }, 10*time.Second, 10*time.Millisecond)
 		_, rebalances = f.state()
-		require.Equal(t, []string{"broker-a"}, rebalances[0], "first without the broker's queues")
-		require.Empty(t, rebalances[1], "then with them")
-		require.Eventually(t, func() bool { _, rb := f.state(); return len(rb) == 2+len(retakeDelays) }, 20*time.Second, 10*time.Millisecond)
+		require.Equal(t, []string{"persist"}, rebalances[0], "the offsets go to the brokers first")
+		require.Equal(t, []string{"broker-a"}, rebalances[1], "then a rebalance without the broker's queues")
+		require.Empty(t, rebalances[2], "then one with them")
+		require.Eventually(t, func() bool { _, rb := f.state(); return len(rb) == 3+len(retakeDelays) }, 20*time.Second, 10*time.Millisecond)
 		_, rebalances = f.state()
-		for _, rb := range rebalances[1:] {
+		for _, rb := range rebalances[2:] {
 			require.Empty(t, rb)
 		}
 		out := (&syncWriter{w: logs}).String()
