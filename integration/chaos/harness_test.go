@@ -115,6 +115,9 @@ func newScenario(t *testing.T, name string, cfg scenarioConfig) *scenario {
 	prod, err := rocketmq.NewProducer(
 		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{s.cfg.nameServer})),
 		producer.WithGroupName(s.group+"_p"),
+		// Scenarios run in parallel, each with its own name server: producers of one process share a
+		// client per instance name, and that client has one name server list.
+		producer.WithInstanceName(s.group),
 		producer.WithQueueSelector(producer.NewManualQueueSelector()),
 		producer.WithRetry(1),
 		producer.WithSendMsgTimeout(3*time.Second),
