@@ -97,7 +97,7 @@ func TestSecondBroker(t *testing.T) {
 	s := newScenario(t, "second broker", scenarioConfig{nameServer: cluster.NameServer()})
 	s.startWorker("c1", s.spec())
 	cycles := form(1, 3)
-	perCycle := form(1500, 1500)
+	perCycle := form(900, 1500)
 	st := s.startStream(perCycle*(cycles+1), 150)
 	if config().long {
 		st.waitSent(perCycle / 3)
