@@ -22,7 +22,7 @@ const brokerRecoveryGoal = 5 * time.Second
 // wait out the client's 30s timeout; with it, every queue delivers again within seconds of the
 // broker answering.
 func TestBrokerRestart(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	run := func(t *testing.T, name string, clientRecovery bool) {
 		cluster := testenv.PrivateRocketMQ(t)
 		s := newScenario(t, name, scenarioConfig{nameServer: cluster.NameServer()})
@@ -88,7 +88,7 @@ func (s *scenario) requireLogged(text string) {
 // while the stream is consumed (the client learns new routes every 30s), and stops either broker
 // in several cycles.
 func TestSecondBroker(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	cluster := testenv.PrivateRocketMQ(t)
 	first := cluster.Brokers[0]
 	if !config().long {
@@ -127,4 +127,3 @@ func TestSecondBroker(t *testing.T) {
 	s.settle(3 * time.Minute)
 	s.finish()
 }
-

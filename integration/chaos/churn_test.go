@@ -11,7 +11,7 @@ import (
 // as in a deploy or under an orchestrator that kills and reschedules. The group's other consumers
 // take over its queues; what it had in flight comes again and is recognised.
 func TestConsumerChurn(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	s := newScenario(t, "consumer churn", scenarioConfig{queues: 6})
 	names := []string{"c1", "c2", "c3"}
 	workers := map[string]*worker{}

@@ -2,20 +2,24 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/internal/testenv"
+	"github.com/txconsume/txconsume/txconsume/rmq"
 )
 
 // TestDatabaseRestart: the database server is killed (SIGKILL) or stopped (SIGTERM) and started
 // again while a stream is consumed. Deliveries fail while it is down (and come back through the
 // retry topic); none is applied twice, none is lost.
 func TestDatabaseRestart(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	db := testenv.PrivateDatabase(t)
 	s := newScenario(t, "database restart", scenarioConfig{ledgerDSN: testenv.PrivateDatabaseDSN(t, db)})
 	s.startWorker("c1", s.spec())
@@ -42,7 +46,7 @@ func TestDatabaseRestart(t *testing.T) {
 // before COMMIT rolls back and its message comes again; one killed during COMMIT may have
 // committed or not, and its redelivery finds out (Duplicate or Applied).
 func TestConnectionsKilled(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	s := newScenario(t, "connections killed", scenarioConfig{})
 	s.startWorker("c1", s.spec())
 	st := s.startStream(form(1500, 6000), 150)
@@ -108,4 +112,57 @@ func killConnections(ctx context.Context, killer *sqlx.DB, dbName string, s *sce
 		time.Sleep(2 * time.Millisecond)
 	}
 	return random, atCommit
+}
+
+// TestDatabaseOutageDeadLetters: a database outage longer than the redelivery budget. Each failed
+// delivery spends one redelivery, so with a short schedule (here 2 redeliveries 1s apart) messages
+// are given up to the dead-letter topic while the database is down: visibly (the consumer logs
+// each and calls WithOnDeadLetter), and nothing is lost. Replayed once the database is back (what
+// `txconsume dlq replay` does), each is applied exactly once.
+func TestDatabaseOutageDeadLetters(t *testing.T) {
+	parallel(t)
+	db := testenv.PrivateDatabase(t)
+	s := newScenario(t, "database down past the redelivery budget", scenarioConfig{ledgerDSN: testenv.PrivateDatabaseDSN(t, db)})
+	spec := s.spec()
+	spec.MaxReconsume = 2
+	s.startWorker("c1", spec)
+	st := s.startStream(form(900, 3000), 150)
+	st.waitSent(form(300, 1000))
+	db.Kill(t)
+	time.Sleep(form(8*time.Second, 20*time.Second))
+	s.awaitRecovery("database restart", s.restart(db), 2*time.Minute)
+	st.stop()
+	s.settle(3 * time.Minute)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var letters []*primitive.MessageExt
+	for len(letters) < s.deadLettered() {
+		var err error
+		letters, err = s.admin.DeadLetters(ctx, s.group, 100000)
+		if err != nil && !errors.Is(err, rmq.ErrTopicNotFound) {
+			t.Fatal(err)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("chaos: %d dead letters in %%DLQ%%%s, %d reported by the consumer", len(letters), s.group, s.deadLettered())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(letters) == 0 {
+		t.Fatalf("chaos: the outage gave up no message: the scenario did not test what it says")
+	}
+	queues := s.topicQueues()
+	for i, m := range letters {
+		replay, err := rmq.ReplayMessage(m)
+		require.NoError(t, err)
+		replay.Queue = queues[i%len(queues)]
+		replay.WithProperty(queueProperty, queueLabel(replay.Queue))
+		res, err := s.prod.SendSync(ctx, replay)
+		require.NoError(t, err)
+		require.Equal(t, primitive.SendOK, res.Status)
+	}
+	s.note("%d messages dead-lettered during the outage, replayed", len(letters))
+	s.forgetDeadLetters()
+	s.settle(3 * time.Minute)
+	s.finish()
 }

@@ -170,7 +170,9 @@ func (s *scenario) routeQueues(ctx context.Context) []*primitive.MessageQueue {
 }
 
 // queueLabel names a queue in the stream's property and in the recorder.
-func queueLabel(q *primitive.MessageQueue) string { return fmt.Sprintf("%s/%d", q.BrokerName, q.QueueId) }
+func queueLabel(q *primitive.MessageQueue) string {
+	return fmt.Sprintf("%s/%d", q.BrokerName, q.QueueId)
+}
 
 // labels returns the labels of queues, or of every queue of the topic when none are given.
 func (s *scenario) labels(queues ...*primitive.MessageQueue) []string {
@@ -687,6 +689,21 @@ func (l *lockedBuffer) tail() string {
 	return s
 }
 
+// deadLettered returns how many messages the consumers reported given up.
+func (s *scenario) deadLettered() int {
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	return len(s.rec.dead)
+}
+
+// forgetDeadLetters clears the consumers' dead-letter reports, after the dead letters were
+// replayed: from then on settle waits for them to be applied.
+func (s *scenario) forgetDeadLetters() {
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	s.rec.dead = map[string]bool{}
+}
+
 // ---------------------------------------------------------------------------- the verdict
 
 // effects are what the database holds after a scenario.
@@ -779,12 +796,13 @@ func (s *scenario) finish() row {
 		DupDelivered: s.rec.outcomes["duplicate"], Failed: s.rec.outcomes["failed"]}
 	var lost, twice, unexpected []string
 	for key := range s.rec.sent {
+		if dlq[key] {
+			r.DeadLettered++ // given up at some point, whether or not replayed since
+		}
 		switch n := e.rowsByKey[key]; {
 		case n > 1:
 			twice = append(twice, key)
-		case n == 0 && dlq[key]:
-			r.DeadLettered++
-		case n == 0:
+		case n == 0 && !dlq[key]:
 			lost = append(lost, key)
 		}
 	}

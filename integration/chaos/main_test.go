@@ -73,7 +73,7 @@ type row struct {
 	Failed       int // deliveries that failed and were redelivered
 	AppliedTwice int
 	Lost         int
-	DeadLettered int
+	DeadLettered int             // messages that went to the dead-letter topic (and may have been replayed since)
 	Recovery     []time.Duration // per fault: until every queue delivered a message sent after it
 	Note         string
 }
@@ -161,5 +161,14 @@ func (s *summaryTable) print() {
 			_, _ = f.WriteString(b.String())
 			_ = f.Close()
 		}
+	}
+}
+
+// parallel runs a scenario beside the others in the short form, where they mostly wait on servers
+// and the whole suite must stay short; the long form runs them one at a time, so that the recovery
+// times it reports are not those of a machine busy with other scenarios.
+func parallel(t *testing.T) {
+	if !config().long {
+		t.Parallel()
 	}
 }

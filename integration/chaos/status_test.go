@@ -15,7 +15,7 @@ import (
 // consumed for as long as its processing lease lasts, so a store back within the lease costs no
 // second effect.
 func TestStatusModeStore(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	run := func(t *testing.T, name string, store *testenv.Instance, cfg scenarioConfig) {
 		s := newScenario(t, name, cfg)
 		s.startWorker("c1", s.spec())
