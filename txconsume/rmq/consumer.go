@@ -57,6 +57,7 @@ type Consumer struct {
 	inflight  int
 	flights   map[*flight]struct{} // the deliveries in progress, for the stall warning
 	stopWatch chan struct{}        // closed at Shutdown: ends the stall watch
+	draining  chan struct{}        // closed when Shutdown begins: deliveries waiting out an outage end
 	push      rocketmq.PushConsumer
 	idle      chan struct{} // closed when draining and no delivery is in flight
 	released  chan struct{} // closed after the client shut down: held deliveries return
@@ -94,6 +95,8 @@ func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
 	}
 	cfg.listener.group = cfg.group
 	cfg.listener.orderly = cfg.orderly
+	draining := make(chan struct{})
+	cfg.listener.drain = draining
 	l, err := newListenerFromConfig(p, cfg.listener)
 	if err != nil {
 		return nil, err
@@ -104,6 +107,7 @@ func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
 		log:      cfg.listener.logger,
 		resolver: newHostResolver(cfg.nameServers, cfg.listener.logger.With(slog.String("group", cfg.group))),
 		alloc:    newAllocator(cfg.strategy),
+		draining: draining,
 		idle:     make(chan struct{}),
 		released: make(chan struct{}),
 		closed:   make(chan struct{}),
@@ -259,6 +263,7 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 		}
 	}
 	c.state = stateDraining
+	close(c.draining)
 	if c.inflight == 0 {
 		close(c.idle)
 	}

@@ -29,14 +29,16 @@ type listenerConfig struct {
 	logger            *slog.Logger
 	maxReconsumeTimes int32
 	onDeadLetter      func(context.Context, DeadLetter)
+	outageRetry       time.Duration
 
 	// Set by the constructors, not by options.
 	group   string // "" until known: then taken from the Processor or the client's callback context
 	orderly bool
+	drain   <-chan struct{} // closed when the Consumer starts shutting down; nil for a bare listener
 }
 
 func defaultListenerConfig() listenerConfig {
-	return listenerConfig{suspend: time.Second, logger: slog.Default(), maxReconsumeTimes: -1}
+	return listenerConfig{suspend: time.Second, logger: slog.Default(), maxReconsumeTimes: -1, outageRetry: DefaultOutageRetry}
 }
 
 func (l *listenerConfig) validate() error {
@@ -48,6 +50,9 @@ func (l *listenerConfig) validate() error {
 	}
 	if l.logger == nil {
 		return errors.New("rmq: nil logger")
+	}
+	if l.outageRetry < 0 {
+		return errOutageRetryNegative
 	}
 	if l.maxReconsumeTimes < -1 {
 		return fmt.Errorf("rmq: max reconsume times %d must be -1 (client default) or more", l.maxReconsumeTimes)
@@ -127,6 +132,19 @@ type listenerOptionFunc func(*listenerConfig)
 
 func (f listenerOptionFunc) applyListener(l *listenerConfig) { f(l) }
 func (f listenerOptionFunc) applyConsumer(c *consumerConfig) { f(&c.listener) }
+
+// WithOutageRetry sets how long a delivery that failed only because the database (or the status
+// mode's store) could not be reached is run again in place, with a backoff of 100ms growing to 2s,
+// before it is handed back to the broker as a failure. Meanwhile no redelivery is spent (a database
+// outage would otherwise give messages up to the dead-letter topic at the pace of the retry delay),
+// the client hands out no more messages once every goroutine waits, and the outage is logged once
+// when it begins, every 30s, and when it ends instead of once per failed delivery. A Consumer's
+// Shutdown ends the waiting at once. Errors that count: network errors, a connection the driver
+// found broken, a server shutting down or killing the connection. 0 hands every failure back at
+// once. Default: DefaultOutageRetry (1m).
+func WithOutageRetry(d time.Duration) ListenerOption {
+	return listenerOptionFunc(func(l *listenerConfig) { l.outageRetry = d })
+}
 
 // WithRetryDelayLevel sets the broker delay level of a redelivery after a failed concurrent delivery
 // (level 1 = 1s, 2 = 5s, 3 = 10s, ... 18 = 2h; see DelayLevel). A handler's txconsume.RetryAfter(d, err)
