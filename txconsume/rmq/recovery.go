@@ -49,13 +49,15 @@ type allocator struct {
 	mu       sync.Mutex
 	excluded map[string]bool                      // broker names whose queues are left out
 	held     map[string][]*primitive.MessageQueue // topic -> the strategy's last allocation
+	known    map[string]map[string]bool           // topic -> the brokers of the queues last offered
 }
 
 func newAllocator(strategy consumer.AllocateStrategy) *allocator {
 	if strategy == nil {
 		strategy = consumer.AllocateByAveragely
 	}
-	return &allocator{strategy: strategy, excluded: map[string]bool{}, held: map[string][]*primitive.MessageQueue{}}
+	return &allocator{strategy: strategy, excluded: map[string]bool{}, held: map[string][]*primitive.MessageQueue{},
+		known: map[string]map[string]bool{}}
 }
 
 // allocate is a consumer.AllocateStrategy. The client calls it once per subscribed topic, with
@@ -67,6 +69,11 @@ func (a *allocator) allocate(group, clientID string, mqAll []*primitive.MessageQ
 	topic := mqAll[0].Topic
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	known := map[string]bool{}
+	for _, q := range mqAll {
+		known[q.BrokerName] = true
+	}
+	a.known[topic] = known
 	var result []*primitive.MessageQueue
 	if slices.Contains(cidAll, clientID) {
 		result = a.strategy(group, clientID, mqAll, cidAll)
@@ -88,6 +95,23 @@ func (a *allocator) allocate(group, clientID string, mqAll []*primitive.MessageQ
 		}
 	}
 	return kept
+}
+
+// offered reports whether the last rebalance offered queues of every broker of brokers, in some
+// topic: the client learnt their route again.
+func (a *allocator) offered(brokers []string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, b := range brokers {
+		found := false
+		for _, known := range a.known {
+			found = found || known[b]
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *allocator) exclude(brokers []string, out bool) {
@@ -150,23 +174,23 @@ func (r *recovery) connectionClosed(addr string) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		restarted := r.recover(addr)
+		names, restarted := r.recover(addr)
 		// From here on, a connection to addr that closes again starts a new recovery.
 		r.mu.Lock()
 		delete(r.probing, addr)
 		r.mu.Unlock()
 		if restarted {
-			r.retake()
+			r.retake(names)
 		}
 	}()
 }
 
 // recover waits until the broker at addr answers, then restarts the pulls of its queues; it
-// reports whether it did.
-func (r *recovery) recover(addr string) bool {
+// returns the broker's names and whether it did.
+func (r *recovery) recover(addr string) ([]string, bool) {
 	names, topic := r.brokers(r.ctx, addr)
 	if len(names) == 0 {
-		return false // a name server, or a broker this Consumer does not read from
+		return nil, false // a name server, or a broker this Consumer does not read from
 	}
 	lost := time.Now()
 	reminded := lost
@@ -184,12 +208,12 @@ func (r *recovery) recover(addr string) bool {
 		}
 		select {
 		case <-r.ctx.Done():
-			return false
+			return nil, false
 		case <-time.After(probeInterval):
 		}
 	}
 	if r.ctx.Err() != nil {
-		return false
+		return nil, false
 	}
 	start := time.Now()
 	// The queues are taken again from the offsets the broker has. A broker that was killed lost
@@ -206,26 +230,52 @@ func (r *recovery) recover(addr string) bool {
 	r.log.Info("rmq: broker answers; pulls of its queues restarted", slog.String("group", r.group),
 		slog.String("broker", addr), slog.Duration("unreachable_for", start.Sub(lost).Round(time.Millisecond)),
 		slog.Duration("restart_took", time.Since(start).Round(time.Millisecond)))
-	return true
+	return names, true
 }
 
-// retake runs a few more rebalances after a restart of pulls.
-func (r *recovery) retake() {
+// retake runs more rebalances after a restart of pulls: a few in any case, then more until the
+// client offers the broker's queues again.
+func (r *recovery) retake(names []string) {
 	// The client does not take a queue whose offset it cannot read from the broker, and tries
 	// again only at its next rebalance, up to 20s later; a broker just back may not answer that
 	// read yet. A rebalance that changes nothing costs one request, so a few follow.
 	for _, wait := range retakeDelays {
-		select {
-		case <-r.ctx.Done():
+		if !r.sleep(wait) {
 			return
-		case <-time.After(wait):
+		}
+		r.rebalance()
+	}
+	// A broker that was down long enough for the name servers to forget it (for a topic that
+	// another broker serves too) comes back into the client's routes only at its next route
+	// poll, every 30s, and into its allocation at the rebalance after that, every 20s: a rebalance
+	// every few seconds until the client offers its queues again saves the second wait.
+	deadline := time.Now().Add(routeRelearn)
+	for !r.alloc.offered(names) && time.Now().Before(deadline) {
+		if !r.sleep(2 * time.Second) {
+			return
 		}
 		r.rebalance()
 	}
 }
 
+// sleep waits d, or reports false when the recovery stops first.
+func (r *recovery) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // retakeDelays are the pauses before the rebalances that follow a restart of pulls.
 var retakeDelays = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+
+// routeRelearn bounds the rebalances that wait for the client to learn a broker's route again:
+// its route poll runs every 30s.
+const routeRelearn = 40 * time.Second
 
 // stop ends the probes and waits for a recovery under way; no rebalance runs after it returns.
 func (r *recovery) stop() {

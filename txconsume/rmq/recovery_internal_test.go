@@ -82,6 +82,7 @@ func TestAllocator(t *testing.T) {
 type fakeBrokers struct {
 	mu         sync.Mutex
 	answering  bool
+	forgotten  bool // the client's routes lack broker-a: its rebalances offer other queues only
 	probes     int
 	rebalances [][]string // the excluded brokers at each rebalance
 	alloc      *allocator
@@ -102,6 +103,13 @@ func (f *fakeBrokers) answers(_ context.Context, addr, topic string) bool {
 }
 
 func (f *fakeBrokers) rebalance() {
+	f.mu.Lock()
+	offer := queues("orders", "broker-a", "broker-b")
+	if f.forgotten {
+		offer = queues("orders", "broker-b")
+	}
+	f.mu.Unlock()
+	f.alloc.allocate("g", "c1", offer, []string{"c1"})
 	f.alloc.mu.Lock()
 	var ex []string
 	for b := range f.alloc.excluded {
@@ -165,6 +173,21 @@ func TestRecovery(t *testing.T) {
 		out := (&syncWriter{w: logs}).String()
 		require.Contains(t, out, `msg="rmq: connection to broker lost; waiting for it to answer" group=g broker=10.0.0.1:10911`)
 		require.Contains(t, out, `msg="rmq: broker answers; pulls of its queues restarted" group=g broker=10.0.0.1:10911`)
+	})
+
+	t.Run("a broker the routes forgot: rebalances go on until the client offers it again", func(t *testing.T) {
+		r, f, _ := setup(t)
+		f.answering, f.forgotten = true, true
+		r.connectionClosed("10.0.0.1:10911")
+		require.Eventually(t, func() bool { _, rb := f.state(); return len(rb) >= 3+len(retakeDelays)+2 }, 30*time.Second,
+			10*time.Millisecond, "more rebalances than a broker the client still knows gets")
+		f.mu.Lock()
+		f.forgotten = false
+		f.mu.Unlock()
+		_, before := f.state()
+		time.Sleep(5 * time.Second)
+		_, after := f.state()
+		require.LessOrEqual(t, len(after), len(before)+1, "they stop once its queues are offered again")
 	})
 
 	t.Run("a connection that is no broker's changes nothing", func(t *testing.T) {
