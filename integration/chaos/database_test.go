@@ -114,22 +114,24 @@ func killConnections(ctx context.Context, killer *sqlx.DB, dbName string, s *sce
 	return random, atCommit
 }
 
-// TestDatabaseOutageDeadLetters: a database outage longer than the redelivery budget. Each failed
-// delivery spends one redelivery, so with a short schedule (here 2 redeliveries 1s apart) messages
-// are given up to the dead-letter topic while the database is down: visibly (the consumer logs
-// each and calls WithOnDeadLetter), and nothing is lost. Replayed once the database is back (what
-// `txconsume dlq replay` does), each is applied exactly once.
+// TestDatabaseOutageDeadLetters: a database outage longer than the redelivery budget. A delivery
+// waits out an outage in place for WithOutageRetry, then goes back to the broker and spends one
+// redelivery; with a short budget (here 1s of waiting, 2 redeliveries 1s apart) messages are given
+// up to the dead-letter topic while the database is down: visibly (the consumer logs each and calls
+// WithOnDeadLetter), and nothing is lost. Replayed once the database is back (what `txconsume dlq
+// replay` does), each is applied exactly once.
 func TestDatabaseOutageDeadLetters(t *testing.T) {
 	parallel(t)
 	db := testenv.PrivateDatabase(t)
 	s := newScenario(t, "database down past the redelivery budget", scenarioConfig{ledgerDSN: testenv.PrivateDatabaseDSN(t, db)})
 	spec := s.spec()
 	spec.MaxReconsume = 2
+	spec.OutageRetry = "1s"
 	s.startWorker("c1", spec)
 	st := s.startStream(form(900, 3000), 150)
 	st.waitSent(form(300, 1000))
 	db.Kill(t)
-	time.Sleep(form(8*time.Second, 20*time.Second))
+	time.Sleep(form(10*time.Second, 20*time.Second))
 	s.awaitRecovery("database restart", s.restart(db), 2*time.Minute)
 	st.stop()
 	s.settle(3 * time.Minute)

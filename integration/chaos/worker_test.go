@@ -59,6 +59,7 @@ type workerSpec struct {
 	Goroutines      int
 	RetryDelayLevel int
 	MaxReconsume    int32
+	OutageRetry     string // a time.Duration for rmq.WithOutageRetry; "" leaves the default
 	// ClientRecovery leaves the client's own behaviour after a closed broker connection in place
 	// (the allocation strategy given to the client directly replaces the Consumer's wrapper), to
 	// measure what the Consumer's recovery saves.
@@ -138,6 +139,14 @@ func runWorker(specJSON string) int {
 	}
 	if spec.MaxReconsume != 0 {
 		opts = append(opts, rmq.WithMaxReconsumeTimes(spec.MaxReconsume))
+	}
+	if spec.OutageRetry != "" {
+		d, err := time.ParseDuration(spec.OutageRetry)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "outage retry:", err)
+			return 2
+		}
+		opts = append(opts, rmq.WithOutageRetry(d))
 	}
 	if spec.ClientRecovery {
 		opts = append(opts, rmq.WithClientOptions(consumer.WithStrategy(consumer.AllocateByAveragely)))
@@ -222,7 +231,7 @@ func ledgerOutside(db *sqlx.DB) idem.Handler {
 }
 
 // reportingHandler turns log records into "L" lines: warnings and errors, and the Consumer's
-// records about brokers, which say what a user sees.
+// records about brokers and the database, which say what a user sees.
 type reportingHandler struct {
 	out   *lineWriter
 	attrs []slog.Attr
@@ -231,7 +240,10 @@ type reportingHandler struct {
 func (h *reportingHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *reportingHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Level < slog.LevelWarn && !strings.Contains(r.Message, "broker") {
+	// What an operator reads: warnings and errors, and the Consumer's own lines about the brokers
+	// and the database (their recoveries are logged at info level).
+	if r.Level < slog.LevelWarn && !(r.Level >= slog.LevelInfo && (strings.Contains(r.Message, "broker") ||
+		strings.Contains(r.Message, "database"))) {
 		return nil
 	}
 	var b strings.Builder

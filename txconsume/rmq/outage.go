@@ -24,8 +24,9 @@ import (
 // So a delivery that failed only because the database could not be reached (sqlerr.IsUnavailable)
 // is run again in place, with a backoff, for up to WithOutageRetry: the consumer's goroutines wait,
 // the client stops handing out messages once they all wait, nothing spends an attempt, and
-// consumption resumes within a backoff step of the database answering. The outage is logged once
-// when it begins, every 30s while it lasts, and once when it ends.
+// consumption resumes within a backoff step of the database answering. An outage (a delivery that
+// fails again at its first retry) is logged once when it begins, every 30s while it lasts, and once
+// when it ends; a single broken connection that the first retry replaces is not logged.
 
 // DefaultOutageRetry is the default of WithOutageRetry.
 const DefaultOutageRetry = time.Minute
@@ -46,7 +47,14 @@ func (l *listener) processThroughOutage(ctx context.Context, msgs []*primitive.M
 	if l.cfg.outageRetry <= 0 || !d.unavailable() {
 		return d
 	}
-	l.outage.begin(ctx, l, d.err)
+	// A connection that broke alone (killed, timed out) is replaced at the first retry: only a
+	// delivery that fails again is waiting out an outage, and logged.
+	waiting := false
+	defer func() {
+		if waiting {
+			l.outage.end(ctx, l, d.err == nil)
+		}
+	}()
 	start, step := time.Now(), outageFirstStep
 	for d.unavailable() && time.Since(start) < l.cfg.outageRetry {
 		t := time.NewTimer(step)
@@ -54,17 +62,18 @@ func (l *listener) processThroughOutage(ctx context.Context, msgs []*primitive.M
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			l.outage.end(ctx, l, false)
 			return d
 		case <-l.cfg.drain:
 			t.Stop()
-			l.outage.end(ctx, l, false)
 			return d
 		}
 		step = min(2*step, outageLastStep)
 		d = l.process(ctx, msgs, ordered)
+		if !waiting && d.unavailable() {
+			waiting = true
+			l.outage.begin(ctx, l, d.err)
+		}
 	}
-	l.outage.end(ctx, l, d.err == nil)
 	return d
 }
 

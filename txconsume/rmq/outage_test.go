@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/txconsume"
@@ -87,6 +89,17 @@ func TestRMQOutageRetry(t *testing.T) {
 		require.Equal(t, 1, strings.Count(out, `level=WARN msg="rmq: database unreachable; deliveries wait and are retried in place"`), out)
 		require.Equal(t, 1, strings.Count(out, `level=INFO msg="rmq: database answers again; waiting deliveries resume"`), out)
 		require.NotContains(t, out, "delivery failed")
+	})
+
+	t.Run("a connection that broke alone is replaced without a word", func(t *testing.T) {
+		p := &flaky{err: fmt.Errorf("txconsume: exec: %w", mysql.ErrInvalidConn), times: 1}
+		l, logs := setup(p)
+		ctx, _ := concurrentCtx()
+		res, err := l(ctx, ext("A"))
+		require.NoError(t, err)
+		require.Equal(t, consumer.ConsumeSuccess, res)
+		require.Equal(t, 2, p.count())
+		require.Empty(t, logs.String())
 	})
 
 	t.Run("a failure that is no outage goes back at once", func(t *testing.T) {
