@@ -10,3 +10,12 @@ func RetentionDeleteStatement(cutoff string, keys [][2]string) (string, []any, e
 	}
 	return deleteKeysStatement(cutoff, pks)
 }
+
+// Unprotected makes p run its transactions as if its pool were guarded although it is not: the
+// statements it sends are then exactly those of a Processor without any protection against a
+// handler's mistakes. The benchmarks and TestStatementsPerMessage measure the protections
+// against it; nothing else should use it.
+func Unprotected(p *Processor) *Processor {
+	p.guarded = true
+	return p
+}

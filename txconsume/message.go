@@ -29,10 +29,11 @@ type Message struct {
 }
 
 // Handler applies a message's business effects using tx, the transaction in which the
-// deduplication key is claimed. It must do all its database work through tx and must not
-// commit or roll it back: the Processor does. Return Discard(err) to stop a poison message
-// from coming back, ErrAlreadyApplied in row-lock mode when the effect already exists, or
-// any other error to have the delivery retried.
+// deduplication key is claimed. It must do all its database work through tx, return every error
+// it gets from tx, and must not commit or roll tx back: the Processor does (see "What a handler
+// must not do" in the package documentation for what happens otherwise). Return Discard(err) to
+// stop a poison message from coming back, ErrAlreadyApplied in row-lock mode when the effect
+// already exists, or any other error to have the delivery retried.
 type Handler func(ctx context.Context, tx *sqlx.Tx, msg *Message) error
 
 // Result says what processing a message did.

@@ -145,8 +145,10 @@ type Hooks struct {
 	// rollback that decided it. r is Applied, Duplicate or Discarded with a nil err, or 0 with
 	// the failure that Process returns (for a batch: that message's BatchFailure error, or the
 	// error that failed the whole batch): err != nil means exactly "failed, will be
-	// redelivered", never a discard. A discard's reason reaches OnHandler (IsDiscard(err)) and the
-	// log. elapsed is the time spent in Process, or in ProcessBatch for every message of the
+	// redelivered", never a discard. A failure wrapping ErrCommitUnknown may have been committed:
+	// count it apart from other failures (errors.Is); its redelivery is counted again, as
+	// Duplicate if the commit happened. A discard's reason reaches OnHandler (IsDiscard(err)) and
+	// the log. elapsed is the time spent in Process, or in ProcessBatch for every message of the
 	// batch, retries included.
 	OnResult func(ctx context.Context, msg *Message, r Result, err error, elapsed time.Duration)
 

@@ -64,7 +64,8 @@ func New(store Store, group string, h Handler, opts ...Option) (*Processor, erro
 //     txconsume.Discard the record becomes CONSUMED too: (Discarded, nil). On any other error or a
 //     panic (returned as a *txconsume.PanicError) the record is deleted and the error returned,
 //     so the redelivery processes the key.
-//   - the store cannot be reached: a *StoreError and the handler does not run (see WithFailOpen).
+//   - the store cannot be reached: a *StoreError and the handler does not run (see WithFailOpen);
+//   - the key function fails or panics (a *txconsume.PanicError): the error, and nothing runs.
 //
 // Once the handler has succeeded, Process reports success even if the record cannot be marked
 // CONSUMED (it logs the failure): the effect has happened, and a redelivery would only repeat it.
@@ -102,7 +103,7 @@ func (p *Processor) Check(ctx context.Context) error {
 }
 
 func (p *Processor) process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
-	id, err := p.cfg.keyFunc(msg)
+	id, err := p.key(msg)
 	if err != nil {
 		return 0, fmt.Errorf("idem: key of message %s: %w", msg.ID, err)
 	}
@@ -167,14 +168,27 @@ func (p *Processor) process(ctx context.Context, msg *txconsume.Message) (txcons
 	if err := p.finish(ctx, leaseEnd, func(ctx context.Context) error {
 		return p.store.MarkConsumed(ctx, key, owner, p.cfg.retention)
 	}); err != nil {
-		msgText := "idem: handler succeeded but the record could not be marked consumed; a later duplicate may run it again"
-		if errors.Is(err, ErrNotOwner) {
-			msgText = "idem: handler outlived the processing TTL and the key was taken over; its effect may have happened twice"
-		}
-		p.cfg.logger.ErrorContext(ctx, msgText,
-			slog.String("key", key.String()), slog.String("msg_id", msg.ID), slog.Any("error", err))
+		p.cfg.logger.ErrorContext(ctx, markFailure(err, leaseEnd),
+			slog.String("key", key.String()), slog.String("msg_id", msg.ID), slog.Duration("ttl", p.cfg.ttl),
+			slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 	}
 	return result, nil
+}
+
+// markFailure says what is known when a successful attempt could not mark its record consumed.
+// ErrNotOwner means the record was no longer this attempt's; whether another delivery took the
+// key is not known (a Redis record past its TTL is simply gone), only that one may have.
+func markFailure(err error, leaseEnd time.Time) string {
+	switch {
+	case !errors.Is(err, ErrNotOwner):
+		return "idem: handler succeeded but the record could not be marked consumed; a later duplicate may run it again"
+	case time.Now().After(leaseEnd):
+		return "idem: handler outlived the processing TTL, so its record had expired and could not be marked " +
+			"consumed; another delivery may have taken the key and run the handler too, and a later one may"
+	default:
+		return "idem: the attempt's record was removed or replaced before its TTL ended (released by an operator, " +
+			"or lost by the store), so it could not be marked consumed; another delivery may run the handler too"
+	}
 }
 
 // runUnrecorded is the fail-open path: the handler runs with no record, under the caller's context.
@@ -213,6 +227,16 @@ func (p *Processor) reportDiscard(ctx context.Context, msg *txconsume.Message, k
 	p.cfg.logger.WarnContext(ctx, "idem: message discarded", slog.String("group", p.group),
 		slog.String("topic", msg.Topic), slog.String("msg_id", msg.ID), slog.String("key", key.ID),
 		slog.Any("reason", reason))
+}
+
+// key calls the KeyFunc and turns a panic into a *txconsume.PanicError, as run does for the handler.
+func (p *Processor) key(msg *txconsume.Message) (_ string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &txconsume.PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return p.cfg.keyFunc(msg)
 }
 
 // minFinishTimeout bounds one attempt to record an outcome when the lease has (nearly) run out.

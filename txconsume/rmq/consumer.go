@@ -66,6 +66,9 @@ type Consumer struct {
 	// abort cancels the context of in-flight deliveries when Shutdown's context ends first.
 	abortCtx context.Context
 	abort    context.CancelFunc
+
+	// delivered is what the client delivered, for settle.
+	delivered deliveries
 }
 
 // NewConsumer checks the options and returns a Consumer that hands deliveries to p once started.
@@ -111,6 +114,8 @@ func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
 		idle:     make(chan struct{}),
 		released: make(chan struct{}),
 		closed:   make(chan struct{}),
+
+		delivered: newDeliveries(),
 	}
 	adminOpts := []AdminOption{}
 	if !cfg.credentials.IsEmpty() {
@@ -227,10 +232,15 @@ func (c *Consumer) Start() error {
 	return nil
 }
 
-// Shutdown stops taking deliveries, waits until the ones in flight have committed or rolled back, then
-// shuts the client down, which persists the consumed offsets. If ctx ends first, the contexts of the
-// deliveries still in flight are cancelled (their transactions roll back and the messages come again),
-// the client is shut down anyway and the error wraps ctx.Err().
+// Shutdown stops taking deliveries, waits until the ones in flight have committed or rolled back, waits
+// until the client has recorded their results (it does so after the callback returned, and would drop
+// what it had not recorded when it shuts down), then shuts the client down, which sends the consumed
+// offsets to the broker. A consumer started again in the group then gets the messages that were not
+// acknowledged, and the acknowledged ones only where RocketMQ's offsets cannot tell them apart: a
+// queue's offset is its lowest message not acknowledged, so acknowledged messages after it in the same
+// queue come again, as Duplicates. If ctx ends first, the contexts of the deliveries still in flight
+// are cancelled (their transactions roll back and the messages come again), the client is shut down
+// anyway and the error wraps ctx.Err().
 //
 // A delivery that arrives once Shutdown has begun does not reach the Processor: it is held until the
 // client has shut down and then fails, so the client discards its result and the message stays
@@ -295,6 +305,11 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("rmq: shutdown gave up waiting for %d in-flight deliveries: %w", left, ctx.Err()))
 		}
 	}
+	if len(errs) == 0 {
+		// The client records a result after the callback returned, and drops it if its Shutdown
+		// came first: see settle.
+		c.settle(ctx)
+	}
 	if err := c.push.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("rmq: client shutdown: %w", err))
 	}
@@ -353,7 +368,7 @@ func (c *Consumer) startRecovery() {
 
 // consume is the callback given to the client.
 func (c *Consumer) consume(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-	if !c.enter() {
+	if !c.enter(msgs) {
 		// Hold the delivery until the client has marked its queues dropped: the client then ignores the
 		// result, where a failure returned now would send the messages to the retry topic.
 		<-c.released
@@ -372,10 +387,12 @@ func (c *Consumer) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 	return c.listen(ctx, msgs...)
 }
 
-func (c *Consumer) enter() bool {
+func (c *Consumer) enter(msgs []*primitive.MessageExt) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != stateRunning {
+	running := c.state == stateRunning
+	c.delivered.note(msgs, !running)
+	if !running {
 		return false
 	}
 	c.inflight++

@@ -26,7 +26,9 @@ type ListenerFunc = func(context.Context, ...*primitive.MessageExt) (consumer.Co
 // handler's txconsume.RetryAfter), and moves a message to %DLQ%<group> once it has failed
 // MaxReconsumeTimes times. The client acknowledges all or nothing of a delivery (it ignores
 // AckIndex), so when part of a multi-message delivery failed, the messages that were committed come
-// back too and are recognised as duplicates.
+// back too and are recognised as duplicates. An error wrapping txconsume.ErrCommitUnknown (the
+// connection failed after COMMIT was sent) is redelivered like any other: the redelivery is a
+// Duplicate if the commit happened and is applied if it did not; only its log line differs.
 //
 // A delivery of several messages (consumer.WithConsumeMessageBatchMaxSize above 1) goes through
 // ProcessBatch when p implements BatchProcessor, else through Process one message at a time. A panic
@@ -294,7 +296,12 @@ func (l *listener) logFailure(ctx context.Context, d *deliveryOutcome, attrs ...
 		l.cfg.logger.LogAttrs(ctx, slog.LevelDebug, "rmq: message in progress in another delivery, redelivering later", all...)
 		return
 	}
-	l.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "rmq: delivery failed, redelivering", all...)
+	msg := "rmq: delivery failed, redelivering"
+	if errors.Is(d.err, txconsume.ErrCommitUnknown) {
+		// Not a failure of the message: the redelivery finds it Duplicate if the commit happened.
+		msg = "rmq: commit outcome unknown, redelivering to settle it"
+	}
+	l.cfg.logger.LogAttrs(ctx, slog.LevelWarn, msg, all...)
 }
 
 // ownError is why message i of a failed delivery failed.

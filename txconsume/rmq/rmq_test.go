@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -168,6 +169,17 @@ func TestRMQListener(t *testing.T) {
 		ctx, cc := concurrentCtx()
 		_, _ = l(ctx, ext("a"))
 		require.Equal(t, 4, cc.DelayLevelWhenNextConsume) // 30s
+	})
+	t.Run("an unknown commit outcome is redelivered and logged as such", func(t *testing.T) {
+		var logs bytes.Buffer
+		unknown := fmt.Errorf("txconsume: commit: %w: invalid connection", txconsume.ErrCommitUnknown)
+		l := rmq.Listener(&stub{errs: map[string]error{"a": unknown}}, rmq.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		ctx, _ := concurrentCtx()
+		res, err := l(ctx, ext("a"))
+		require.ErrorIs(t, err, txconsume.ErrCommitUnknown)
+		require.Equal(t, consumer.ConsumeRetryLater, res)
+		require.Contains(t, logs.String(), "commit outcome unknown, redelivering to settle it")
+		require.NotContains(t, logs.String(), "delivery failed")
 	})
 	t.Run("a panic is a failure", func(t *testing.T) {
 		l := rmq.Listener(&stub{panics: true}, quiet)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,13 +12,20 @@ import (
 	"github.com/txconsume/txconsume/txconsume"
 )
 
+// OutOfStockRetry is how long a paid order waits for stock before its payment is tried again.
+// The broker redelivers it at the nearest delay level; after the consumer's max reconsume times
+// without stock it goes to the dead-letter queue (%DLQ%<group>), where an operator sees it.
+const OutOfStockRetry = time.Minute
+
 // HandlePaid is the txconsume handler of order-paid events. The processor calls it inside the
 // transaction that records the message's key (the order number), so the payment is applied
 // exactly when that record is written: once.
 //
-// Errors are sorted in two: a message that can never succeed (a body that does not parse, an
-// unknown order, a wrong amount, no stock) is discarded, which records it as consumed so it stops
-// coming back; anything else (a lost connection, a lock timeout) rolls back and is redelivered.
+// Errors are sorted in three: a message that can never succeed (a body that does not parse, an
+// unknown order, a wrong amount) is discarded, which records it as consumed so it stops coming
+// back; an order that is paid but out of stock waits for stock and is retried after
+// OutOfStockRetry (the customer has paid: dropping the payment is never right); anything else (a
+// lost connection, a lock timeout) rolls back and is redelivered.
 func HandlePaid(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error {
 	e, err := order.DecodePaid(msg.Body)
 	if err != nil {
@@ -29,8 +37,11 @@ func HandlePaid(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error 
 		return txconsume.Discard(fmt.Errorf("message keys %q do not name order %s", msg.Keys, e.OrderNo))
 	}
 	if err := order.PayTx(ctx, tx, e, msg.ID); err != nil {
-		if order.IsPermanent(err) {
+		switch {
+		case order.IsPermanent(err):
 			return txconsume.Discard(err)
+		case errors.Is(err, order.ErrOutOfStock):
+			return txconsume.RetryAfter(OutOfStockRetry, err)
 		}
 		return err
 	}

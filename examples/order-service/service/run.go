@@ -28,7 +28,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The library's lines name the group themselves; the service's own lines add it.
 	libLog := log.With("mode", cfg.Mode)
 	log = libLog.With("group", cfg.Group)
-	db, err := sqlx.Open("mysql", cfg.MySQLDSN)
+	// txconsume.Open's pool refuses what a handler must not do (go on after a deadlock, commit
+	// the Processor's transaction) at no cost; a plain pool would cost three statements more per
+	// delivery for the same protection.
+	db, err := txconsume.Open(cfg.MySQLDSN)
 	if err != nil {
 		return fmt.Errorf("service: open mysql: %w", err)
 	}
