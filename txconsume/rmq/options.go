@@ -140,8 +140,9 @@ func (f listenerOptionFunc) applyConsumer(c *consumerConfig) { f(&c.listener) }
 // the client hands out no more messages once every goroutine waits, and the outage is logged once
 // when it begins, every 30s, and when it ends instead of once per failed delivery. A Consumer's
 // Shutdown ends the waiting at once. Errors that count: network errors, a connection the driver
-// found broken, a server shutting down or killing the connection. 0 hands every failure back at
-// once. Default: DefaultOutageRetry (1m).
+// found broken, a server shutting down or killing the connection, and txconsume.ErrCommitUnknown
+// (the retry settles it: a Duplicate if the commit happened). 0 hands every failure back at once.
+// Default: DefaultOutageRetry (1m).
 func WithOutageRetry(d time.Duration) ListenerOption {
 	return listenerOptionFunc(func(l *listenerConfig) { l.outageRetry = d })
 }

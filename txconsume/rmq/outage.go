@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/txconsume/txconsume/txconsume"
 	"github.com/txconsume/txconsume/txconsume/internal/sqlerr"
 )
 
@@ -88,12 +89,19 @@ func (d *deliveryOutcome) unavailable() bool {
 		if f == nil {
 			continue
 		}
-		if !sqlerr.IsUnavailable(f) {
+		if !unavailable(f) {
 			return false
 		}
 		failures = true
 	}
-	return failures || sqlerr.IsUnavailable(d.err)
+	return failures || unavailable(d.err)
+}
+
+// unavailable reports an error that says the database or store could not be reached, or that a
+// commit's outcome is unknown because the connection failed: running the delivery again settles it
+// (a Duplicate if the commit happened).
+func unavailable(err error) bool {
+	return sqlerr.IsUnavailable(err) || errors.Is(err, txconsume.ErrCommitUnknown)
 }
 
 // outageLog logs an outage once for all the deliveries that wait through it.

@@ -102,6 +102,17 @@ func TestRMQOutageRetry(t *testing.T) {
 		require.Empty(t, logs.String())
 	})
 
+	t.Run("a commit whose outcome is unknown is settled in place", func(t *testing.T) {
+		p := &flaky{err: fmt.Errorf("commit: %w: %w", txconsume.ErrCommitUnknown, errors.New("bad connection")), times: 1}
+		l, logs := setup(p)
+		ctx, _ := concurrentCtx()
+		res, err := l(ctx, ext("A"))
+		require.NoError(t, err)
+		require.Equal(t, consumer.ConsumeSuccess, res)
+		require.Equal(t, 2, p.count())
+		require.Empty(t, logs.String())
+	})
+
 	t.Run("a failure that is no outage goes back at once", func(t *testing.T) {
 		p := &flaky{err: errors.New("insufficient funds"), times: 1}
 		l, logs := setup(p, rmq.WithRetryDelayLevel(2))
