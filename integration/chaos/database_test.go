@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
@@ -41,14 +42,19 @@ func TestDatabaseRestart(t *testing.T) {
 	s.finish()
 }
 
-// TestConnectionsKilled: the consumer's database connections are killed (KILL CONNECTION) while it
-// consumes: at random, and hunted at the moment their transaction commits. A transaction killed
-// before COMMIT rolls back and its message comes again; one killed during COMMIT may have
-// committed or not, and its redelivery finds out (Duplicate or Applied).
+// TestConnectionsKilled: the consumer's database connections are killed while it consumes: by the
+// server (KILL CONNECTION) at random and hunted at the moment their transaction commits, then by a
+// proxy between consumer and server right after the consumer sent COMMIT. A transaction killed
+// before COMMIT rolls back and its message comes again; one killed during or after COMMIT may have
+// committed or not (txconsume.ErrCommitUnknown), and running it again finds out (Duplicate or
+// Applied).
 func TestConnectionsKilled(t *testing.T) {
 	parallel(t)
 	s := newScenario(t, "connections killed", scenarioConfig{})
-	s.startWorker("c1", s.spec())
+	proxy := testenv.StartProxy(t, dsnAddr(t, s.cfg.ledgerDSN))
+	spec := s.spec()
+	spec.DSN = dsnThrough(t, spec.DSN, proxy.Addr())
+	s.startWorker("c1", spec)
 	st := s.startStream(form(1500, 6000), 150)
 	st.waitSent(form(300, 600))
 
@@ -62,12 +68,13 @@ func TestConnectionsKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), form(8*time.Second, 40*time.Second))
 	defer cancel()
 	random, atCommit := killConnections(ctx, killer, dbName, s)
-	end := time.Now()
-	s.note("%d connections killed at random, %d during COMMIT", random, atCommit)
+	s.awaitRecovery("connections killed", time.Now(), 2*time.Minute)
+	cut := cutAfterCommits(t, proxy, form(20, 200))
+	s.awaitRecovery("connections cut after COMMIT", time.Now(), 2*time.Minute)
+	s.note("%d connections killed at random, %d during COMMIT, %d cut by the proxy after COMMIT", random, atCommit, cut)
 	if atCommit == 0 {
 		t.Errorf("chaos: no connection was killed during COMMIT: the scenario did not test what it says")
 	}
-	s.awaitRecovery("connections killed", end, 2*time.Minute)
 	st.stop()
 	s.settle(3 * time.Minute)
 	s.finish()
@@ -109,7 +116,7 @@ func killConnections(ctx context.Context, killer *sqlx.DB, dbName string, s *sce
 			}
 			nextRandom = time.Now().Add(200 * time.Millisecond)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	return random, atCommit
 }
@@ -167,4 +174,86 @@ func TestDatabaseOutageDeadLetters(t *testing.T) {
 	s.forgetDeadLetters()
 	s.settle(3 * time.Minute)
 	s.finish()
+}
+
+// cutAfterCommits has the proxy cut n connections, one at a time, right after the consumer sent
+// COMMIT on them: the server commits, the consumer never hears it. It returns how many it cut.
+func cutAfterCommits(t *testing.T, proxy *testenv.Proxy, n int) int {
+	cut := 0
+	for range n {
+		tr := proxy.CutAfterClientSends(testenv.MySQLCommitPacket)
+		select {
+		case <-tr.Fired():
+			cut++
+		case <-time.After(30 * time.Second):
+			if !tr.Disarm() {
+				t.Fatalf("chaos: no COMMIT passed the proxy in 30s (%d cut so far)", cut)
+			}
+			cut++
+		}
+	}
+	return cut
+}
+
+// dsnAddr returns the host:port of a DSN.
+func dsnAddr(t *testing.T, dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	require.NoError(t, err)
+	return cfg.Addr
+}
+
+// dsnThrough returns dsn with its address replaced by addr (a proxy's), and the parameters given
+// ("a=1&b=2") added.
+func dsnThrough(t *testing.T, dsn, addr string, params ...string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	require.NoError(t, err)
+	cfg.Addr = addr
+	out := cfg.FormatDSN()
+	for _, p := range params {
+		out = testenv.DSNWithParams(out, p)
+	}
+	return out
+}
+
+// TestDatabaseUnreachable: the database stops answering without closing any connection (a network
+// partition, a frozen server) for a while, through a proxy between consumer and server that holds
+// every byte, then forwards them again. With the DSN as most are written, without I/O timeouts,
+// queries wait the partition out: the consumer stops, says so (WithStallWarning), and resumes when
+// the partition heals. With readTimeout and writeTimeout in the DSN, queries fail instead, the
+// deliveries wait out the outage in place (WithOutageRetry) and resume when it heals. In the long
+// form, some partitions also cut every connection.
+func TestDatabaseUnreachable(t *testing.T) {
+	parallel(t)
+	run := func(t *testing.T, name string, params []string, logged string) {
+		s := newScenario(t, name, scenarioConfig{})
+		proxy := testenv.StartProxy(t, dsnAddr(t, s.cfg.ledgerDSN))
+		spec := s.spec()
+		spec.DSN = dsnThrough(t, spec.DSN, proxy.Addr(), params...)
+		spec.StallWarning = "2s"
+		s.startWorker("c1", spec)
+		cycles := form(1, 3)
+		perCycle := form(900, 1500)
+		st := s.startStream(perCycle*cycles, 150)
+		for c := 1; c <= cycles; c++ {
+			st.waitSent(perCycle*(c-1) + perCycle/3)
+			proxy.Blackhole()
+			if config().long && c%2 == 0 {
+				proxy.CutAll()
+			}
+			time.Sleep(time.Duration(form(6000, 5000+s.rng.IntN(25000))) * time.Millisecond)
+			proxy.Forward()
+			s.awaitRecovery(name, time.Now(), 2*time.Minute)
+		}
+		st.stop()
+		s.settle(3 * time.Minute)
+		s.requireLogged(logged)
+		s.finish()
+	}
+	t.Run("no I/O timeouts", func(t *testing.T) {
+		run(t, "database unreachable (DSN without timeouts)", nil, "rmq: delivery stalled")
+	})
+	t.Run("with I/O timeouts", func(t *testing.T) {
+		run(t, "database unreachable (DSN with timeouts)", []string{"readTimeout=2s&writeTimeout=2s&timeout=2s"},
+			"rmq: database unreachable; deliveries wait and are retried in place")
+	})
 }

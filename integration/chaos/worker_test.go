@@ -60,6 +60,7 @@ type workerSpec struct {
 	RetryDelayLevel int
 	MaxReconsume    int32
 	OutageRetry     string // a time.Duration for rmq.WithOutageRetry; "" leaves the default
+	StallWarning    string // a time.Duration for rmq.WithStallWarning; "" leaves the default
 	// ClientRecovery leaves the client's own behaviour after a closed broker connection in place
 	// (the allocation strategy given to the client directly replaces the Consumer's wrapper), to
 	// measure what the Consumer's recovery saves.
@@ -140,13 +141,22 @@ func runWorker(specJSON string) int {
 	if spec.MaxReconsume != 0 {
 		opts = append(opts, rmq.WithMaxReconsumeTimes(spec.MaxReconsume))
 	}
-	if spec.OutageRetry != "" {
-		d, err := time.ParseDuration(spec.OutageRetry)
+	for _, o := range []struct {
+		value string
+		opt   func(time.Duration) rmq.Option
+	}{
+		{spec.OutageRetry, func(d time.Duration) rmq.Option { return rmq.WithOutageRetry(d) }},
+		{spec.StallWarning, rmq.WithStallWarning},
+	} {
+		if o.value == "" {
+			continue
+		}
+		d, err := time.ParseDuration(o.value)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "outage retry:", err)
+			fmt.Fprintln(os.Stderr, "worker spec:", err)
 			return 2
 		}
-		opts = append(opts, rmq.WithOutageRetry(d))
+		opts = append(opts, o.opt(d))
 	}
 	if spec.ClientRecovery {
 		opts = append(opts, rmq.WithClientOptions(consumer.WithStrategy(consumer.AllocateByAveragely)))
