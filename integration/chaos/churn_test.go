@@ -24,7 +24,7 @@ func TestConsumerChurn(t *testing.T) {
 		start(n)
 	}
 	cycles := form(4, 20)
-	st := s.startStream(form(2500, 12000), 150)
+	st := s.startStream(form(1500, 12000), rate())
 	kills, terms := 0, 0
 	for c := 1; c <= cycles; c++ {
 		time.Sleep(time.Duration(500+s.rng.IntN(2500)) * time.Millisecond)

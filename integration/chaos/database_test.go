@@ -25,8 +25,8 @@ func TestDatabaseRestart(t *testing.T) {
 	s := newScenario(t, "database restart", scenarioConfig{ledgerDSN: testenv.PrivateDatabaseDSN(t, db)})
 	s.startWorker("c1", s.spec())
 	cycles := form(1, 5)
-	perCycle := form(1200, 1200)
-	st := s.startStream(perCycle*cycles, 150)
+	perCycle := form(900, 1200)
+	st := s.startStream(perCycle*cycles, rate())
 	for c := 1; c <= cycles; c++ {
 		st.waitSent(perCycle*(c-1) + perCycle/3)
 		if c%2 == 1 {
@@ -55,7 +55,7 @@ func TestConnectionsKilled(t *testing.T) {
 	spec := s.spec()
 	spec.DSN = dsnThrough(t, spec.DSN, proxy.Addr())
 	s.startWorker("c1", spec)
-	st := s.startStream(form(1500, 6000), 150)
+	st := s.startStream(form(1200, 6000), rate())
 	st.waitSent(form(300, 600))
 
 	// The killer works on a connection of its own, on the same server, and only kills connections
@@ -135,8 +135,8 @@ func TestDatabaseOutageDeadLetters(t *testing.T) {
 	spec.MaxReconsume = 2
 	spec.OutageRetry = "1s"
 	s.startWorker("c1", spec)
-	st := s.startStream(form(900, 3000), 150)
-	st.waitSent(form(300, 1000))
+	st := s.startStream(form(600, 3000), rate())
+	st.waitSent(form(200, 1000))
 	db.Kill(t)
 	time.Sleep(form(10*time.Second, 20*time.Second))
 	s.awaitRecovery("database restart", s.restart(db), 2*time.Minute)
@@ -232,8 +232,8 @@ func TestDatabaseUnreachable(t *testing.T) {
 		spec.StallWarning = "2s"
 		s.startWorker("c1", spec)
 		cycles := form(1, 3)
-		perCycle := form(900, 1500)
-		st := s.startStream(perCycle*cycles, 150)
+		perCycle := form(600, 1500)
+		st := s.startStream(perCycle*cycles, rate())
 		for c := 1; c <= cycles; c++ {
 			st.waitSent(perCycle*(c-1) + perCycle/3)
 			proxy.Blackhole()

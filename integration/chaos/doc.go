@@ -18,4 +18,6 @@
 //	TXCONSUME_CHAOS_SEED=<n>      replay a run: the seed every random choice derives from (each
 //	                              scenario from the seed and its name, so one scenario replays alone)
 //	TXCONSUME_CHAOS_SUMMARY=<f>   append the summary table to file f
+//	TXCONSUME_CHAOS_LOG_DIR=<d>   write every log record of every consumer process (the RocketMQ
+//	                              client's from info level) to a file per process in directory d
 package chaos

@@ -172,3 +172,8 @@ func parallel(t *testing.T) {
 		t.Parallel()
 	}
 }
+
+// rate is the messages per second a stream sends: below what a consumer under the race detector
+// processes on a busy machine, so that a backlog, which would delay every recovery measured, builds
+// only during a fault.
+func rate() float64 { return form(100.0, 150.0) }

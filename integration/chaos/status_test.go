@@ -20,8 +20,8 @@ func TestStatusModeStore(t *testing.T) {
 		s := newScenario(t, name, cfg)
 		s.startWorker("c1", s.spec())
 		cycles := form(1, 4)
-		perCycle := form(1200, 1200)
-		st := s.startStream(perCycle*cycles, 150)
+		perCycle := form(900, 1200)
+		st := s.startStream(perCycle*cycles, rate())
 		for c := 1; c <= cycles; c++ {
 			st.waitSent(perCycle*(c-1) + perCycle/3)
 			if c%2 == 1 {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,7 +79,20 @@ func runWorker(specJSON string) int {
 		return 2
 	}
 	out := &lineWriter{}
-	logger := slog.New(&reportingHandler{out: out})
+	var logger *slog.Logger
+	if dir := os.Getenv("TXCONSUME_CHAOS_LOG_DIR"); dir != "" {
+		// Every record, the client's from info level, to a file per worker, besides the report.
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%s-%d.log", spec.Group, spec.Instance, os.Getpid())))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "log file:", err)
+			return 2
+		}
+		defer f.Close()
+		rmq.SetClientLogLevel(slog.LevelInfo)
+		logger = slog.New(teeHandler{&reportingHandler{out: out}, slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	} else {
+		logger = slog.New(&reportingHandler{out: out})
+	}
 
 	ledgerDB, err := sqlx.Open("mysql", spec.DSN)
 	if err != nil {
@@ -277,6 +291,27 @@ func (h *reportingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h *reportingHandler) WithGroup(string) slog.Handler { return h }
+
+// teeHandler hands every record to both handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	_ = h.a.Handle(ctx, r.Clone())
+	if h.b.Enabled(ctx, r.Level) {
+		return h.b.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+}
+
+func (h teeHandler) WithGroup(g string) slog.Handler { return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)} }
 
 // lineWriter writes whole lines to stdout from many goroutines.
 type lineWriter struct{ mu sync.Mutex }
