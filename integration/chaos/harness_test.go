@@ -20,10 +20,7 @@ import (
 	"testing"
 	"time"
 
-	rocketmq "github.com/apache/rocketmq-client-go/v2"
-	"github.com/apache/rocketmq-client-go/v2/admin"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
-	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
@@ -56,7 +53,7 @@ type scenario struct {
 	redisPrefix  string
 	topic, group string
 	admin        *rmq.Admin
-	prod         rocketmq.Producer
+	prod         *producerProc
 	queues       []*primitive.MessageQueue // guarded by mu
 
 	rec        *recorder
@@ -111,21 +108,8 @@ func newScenario(t *testing.T, name string, cfg scenarioConfig) *scenario {
 	adm, err := rmq.NewAdmin([]string{s.cfg.nameServer})
 	require.NoError(t, err)
 	s.admin = adm
+	s.prod = startProducer(t, producerSpec{NameServer: s.cfg.nameServer, Group: s.group + "_p"})
 	s.createTopic()
-	prod, err := rocketmq.NewProducer(
-		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{s.cfg.nameServer})),
-		producer.WithGroupName(s.group+"_p"),
-		// Scenarios run in parallel, each with its own name server: producers of one process share a
-		// client per instance name, and that client has one name server list.
-		producer.WithInstanceName(s.group),
-		producer.WithQueueSelector(producer.NewManualQueueSelector()),
-		producer.WithRetry(1),
-		producer.WithSendMsgTimeout(3*time.Second),
-	)
-	require.NoError(t, err)
-	require.NoError(t, prod.Start())
-	s.prod = prod
-	t.Cleanup(func() { _ = prod.Shutdown() })
 	t.Cleanup(s.stopWorkers)
 	return s
 }
@@ -152,11 +136,8 @@ func (s *scenario) topicQueues() []*primitive.MessageQueue {
 // routeQueues returns the topic's write queues as the name server routes them now.
 func (s *scenario) routeQueues(ctx context.Context) []*primitive.MessageQueue {
 	s.t.Helper()
-	adm, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver([]string{s.cfg.nameServer})))
-	require.NoError(s.t, err)
-	defer adm.Close()
 	for {
-		qs, err := adm.FetchPublishMessageQueues(ctx, s.topic)
+		qs, err := s.prod.queues(s.topic)
 		if err == nil && len(qs) > 0 {
 			sort.Slice(qs, func(i, j int) bool { return queueLabel(qs[i]) < queueLabel(qs[j]) })
 			return qs
@@ -208,14 +189,15 @@ func (s *scenario) note(format string, args ...any) {
 
 // recorder keeps what the producer sent and what the workers reported.
 type recorder struct {
-	mu       sync.Mutex
-	sent     map[string]sentMessage // key -> its first successful send
-	sends    int
-	applied  map[string]time.Time // key -> first Applied, as the parent received it
-	outcomes map[string]int
-	dead     map[string]bool
-	logs     map[string]int // "LEVEL message" -> count
-	changed  chan struct{}  // closed and replaced on every report
+	mu        sync.Mutex
+	attempted map[string]bool        // every key sent, whether or not a send of it succeeded
+	sent      map[string]sentMessage // key -> its first successful send
+	sends     int
+	applied   map[string]time.Time // key -> first Applied, as the parent received it
+	outcomes  map[string]int
+	dead      map[string]bool
+	logs      map[string]int // "LEVEL message" -> count
+	changed   chan struct{}  // closed and replaced on every report
 }
 
 type sentMessage struct {
@@ -224,13 +206,21 @@ type sentMessage struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{sent: map[string]sentMessage{}, applied: map[string]time.Time{}, outcomes: map[string]int{},
+	return &recorder{attempted: map[string]bool{}, sent: map[string]sentMessage{}, applied: map[string]time.Time{}, outcomes: map[string]int{},
 		dead: map[string]bool{}, logs: map[string]int{}, changed: make(chan struct{})}
 }
 
 func (r *recorder) notify() {
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// attempt records a key about to be sent: a send that fails may still have stored the message (the
+// broker died before it answered), which is then delivered, though never confirmed sent.
+func (r *recorder) attempt(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempted[key] = true
 }
 
 func (r *recorder) sentOK(key, queue string, at time.Time) {
@@ -332,10 +322,20 @@ type stream struct {
 	lastErr  error
 }
 
+// outgoing is a message the stream sends. Its UNIQ_KEY is set before its first send and kept by
+// every send of it that follows, as a producer's own retry keeps it.
+type outgoing struct {
+	body  []byte
+	props map[string]string
+	again bool // a re-send of a message sent already
+}
+
+func (m outgoing) key() string { return m.props[primitive.PropertyUniqueClientMessageIdKeyIndex] }
+
 // startStream sends at least target messages at rate per second, and goes on until stop.
 func (s *scenario) startStream(target int, rate float64) *stream {
 	st := &stream{s: s, target: target, stopped: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{})}
-	resends := make(chan *primitive.Message, 1024)
+	resends := make(chan outgoing, 1024)
 	rng := rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()))
 	go func() {
 		defer close(st.done)
@@ -358,14 +358,15 @@ func (s *scenario) startStream(target int, rate float64) *stream {
 			if behind := time.Since(next); behind > time.Second {
 				next = time.Now() // no burst after a stall
 			}
-			var m *primitive.Message
+			var m outgoing
 			select {
 			case m = <-resends:
 				i-- // a re-send does not count as a new message
 			default:
-				m = primitive.NewMessage(s.topic, []byte(fmt.Sprintf("%s-%06d", s.name, i)))
+				m = outgoing{body: []byte(fmt.Sprintf("%s-%06d", s.name, i)),
+					props: map[string]string{primitive.PropertyUniqueClientMessageIdKeyIndex: primitive.CreateUniqID()}}
 			}
-			fresh := m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex) == ""
+			s.rec.attempt(m.key())
 			for attempt := 0; ; attempt++ {
 				queues := s.topicQueues()
 				q := queues[qi%len(queues)]
@@ -373,22 +374,22 @@ func (s *scenario) startStream(target int, rate float64) *stream {
 				if until, ok := down[q.BrokerName]; ok && time.Now().Before(until) && attempt < 3*len(queues) {
 					continue
 				}
-				m.Queue = q
-				m.WithProperty(queueProperty, queueLabel(q))
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				res, err := s.prod.SendSync(ctx, m)
-				cancel()
-				if err == nil && res.Status == primitive.SendOK {
-					s.rec.sentOK(m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex), queueLabel(q), time.Now())
-					break
+				m.props[queueProperty] = queueLabel(q)
+				key, err := s.prod.send(s.topic, m.body, m.props, q)
+				if err == nil && key != m.key() {
+					err = fmt.Errorf("the producer sent %s with UNIQ_KEY %s", m.key(), key)
 				}
 				if err == nil {
-					err = fmt.Errorf("send status %v", res.Status)
+					s.rec.sentOK(key, queueLabel(q), time.Now())
+					break
 				}
 				st.mu.Lock()
 				st.sendErrs++
 				st.lastErr = err
 				st.mu.Unlock()
+				if errors.Is(err, errProducerGone) {
+					return
+				}
 				down[q.BrokerName] = time.Now().Add(time.Second)
 				select {
 				case <-time.After(100 * time.Millisecond):
@@ -396,13 +397,12 @@ func (s *scenario) startStream(target int, rate float64) *stream {
 					return
 				}
 			}
-			if fresh {
+			if !m.again {
 				st.mu.Lock()
 				st.n++
 				st.mu.Unlock()
 				if rng.Float64() < 0.1 {
-					again := primitive.NewMessage(s.topic, m.Body)
-					again.WithProperties(m.GetProperties())
+					again := outgoing{body: m.body, props: maps(m.props), again: true}
 					delay := time.Duration(rng.IntN(2000)) * time.Millisecond
 					time.AfterFunc(delay, func() {
 						select {
@@ -806,9 +806,15 @@ func (s *scenario) finish() row {
 			lost = append(lost, key)
 		}
 	}
-	for key := range e.rowsByKey {
-		if _, ok := s.rec.sent[key]; !ok {
+	for key, n := range e.rowsByKey {
+		if _, ok := s.rec.sent[key]; ok {
+			continue
+		}
+		switch {
+		case !s.rec.attempted[key]:
 			unexpected = append(unexpected, key)
+		case n > 1:
+			twice = append(twice, key) // its sends all failed, yet it was stored, and applied twice
 		}
 	}
 	logs := maps(s.rec.logs)

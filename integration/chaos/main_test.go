@@ -16,11 +16,14 @@ import (
 	"github.com/txconsume/txconsume/internal/testenv"
 )
 
-// TestMain lets the test binary double as a consumer process (see worker_test.go), and prints the
-// summary table once every scenario has run.
+// TestMain lets the test binary double as a consumer or producer process (see worker_test.go and
+// producer_test.go), and prints the summary table once every scenario has run.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(workerEnv); spec != "" {
 		os.Exit(runWorker(spec))
+	}
+	if spec := os.Getenv(producerEnv); spec != "" {
+		os.Exit(runProducer(spec))
 	}
 	code := testenv.M(m).Run()
 	summary.print()

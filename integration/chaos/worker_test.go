@@ -311,7 +311,9 @@ func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
 }
 
-func (h teeHandler) WithGroup(g string) slog.Handler { return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)} }
+func (h teeHandler) WithGroup(g string) slog.Handler {
+	return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)}
+}
 
 // lineWriter writes whole lines to stdout from many goroutines.
 type lineWriter struct{ mu sync.Mutex }
