@@ -555,6 +555,17 @@ await_ready() {
   done
 }
 
+# await_ready_or_exit is await_ready, except that it returns 1 when the process exits.
+await_ready_or_exit() {
+  local pid=$1 what=$2 logfile=$3; shift 3
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    pid_running "$pid" || return 1
+    [ $SECONDS -lt $deadline ] || fail "$what not ready after ${READY_TIMEOUT}s" "$logfile"
+    sleep 0.2
+  done
+}
+
 # stop_pid sends SIGTERM and waits up to the seconds given for the process to exit, then sends
 # SIGKILL and waits until it has gone.
 stop_pid() {
@@ -603,6 +614,41 @@ broker_registered_since() {
   local n
   n=$(grep -c 'Registering current broker to name server completed' "$1" 2>/dev/null || true)
   [ "${n:-0}" -gt "$2" ]
+}
+
+# rocketmq_launch starts the JVM of a namesrv or broker instance for instance_start, whose pid
+# and ready check it sets (from instance_start's name, kind, port, namesrv, broker_name, dir,
+# logfile: bash's scoping is dynamic).
+rocketmq_launch() {
+  local lib
+  lib=$(with_lock "$STATE/.lock" rocketmq_lib)
+  mkdir -p "$dir/home/logs" "$dir/store"
+  # Emptied here, not by the redirection of the background job, so that the check below never
+  # reads the previous run's "boot success".
+  : >"$logfile"
+  if [ "$kind" = namesrv ]; then
+    printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$port" >"$dir/namesrv.conf"
+    # shellcheck disable=SC2046
+    ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
+      org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.conf" \
+      </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+    pid=$!
+    ready=(log_says "$logfile" 'boot success')
+  else
+    [ -n "$namesrv" ] || { log "instance $name: a broker needs its namesrv's host:port"; exit 2; }
+    broker_conf "$broker_name" "$port" "$namesrv" "$dir/store" >"$dir/broker.conf"
+    # A broker says "boot success" before its registration with the name server, which
+    # another thread does, has completed; that one it logs in its own log, which a restart
+    # appends to: ready once one more such line is there.
+    local blog=$dir/home/logs/rocketmqlogs/broker.log registered
+    registered=$(grep -c 'Registering current broker to name server completed' "$blog" 2>/dev/null || true)
+    # shellcheck disable=SC2046
+    ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
+      org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf" \
+      </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+    pid=$!
+    ready=(broker_registered_since "$blog" "${registered:-0}")
+  fi
 }
 
 # instance_start starts the process of an instance in the background, with the pid in
@@ -663,35 +709,18 @@ instance_start() {
       ready=(sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $port PING)\" = PONG ]")
       ;;
     namesrv | broker)
-      local lib
-      lib=$(with_lock "$STATE/.lock" rocketmq_lib)
-      mkdir -p "$dir/home/logs" "$dir/store"
-      # Emptied here, not by the redirection of the background job, so that the check below never
-      # reads the previous run's "boot success".
-      : >"$logfile"
-      if [ "$kind" = namesrv ]; then
-        printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$port" >"$dir/namesrv.conf"
-        # shellcheck disable=SC2046
-        ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
-          org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.conf" \
-          </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
-        pid=$!
-        ready=(log_says "$logfile" 'boot success')
-      else
-        [ -n "$namesrv" ] || { log "instance $name: a broker needs its namesrv's host:port"; exit 2; }
-        broker_conf "$broker_name" "$port" "$namesrv" "$dir/store" >"$dir/broker.conf"
-        # A broker says "boot success" before its registration with the name server, which
-        # another thread does, has completed; that one it logs in its own log, which a restart
-        # appends to: ready once one more such line is there.
-        local blog=$dir/home/logs/rocketmqlogs/broker.log registered
-        registered=$(grep -c 'Registering current broker to name server completed' "$blog" 2>/dev/null || true)
-        # shellcheck disable=SC2046
-        ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
-          org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf" \
-          </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
-        pid=$!
-        ready=(broker_registered_since "$blog" "${registered:-0}")
-      fi
+      # A JVM that lists the network interfaces while another process adds or removes some
+      # (containers starting and stopping) can die at start-up: RocketMQ's NetworkUtil gets no
+      # address and throws. Such a start is tried again, up to three times.
+      local attempt
+      for attempt in 1 2 3; do
+        rocketmq_launch
+        echo "$pid" >"$dir/pid"
+        await_ready_or_exit "$pid" "instance $name ($kind on 127.0.0.1:$port)" "$logfile" "${ready[@]}" && break
+        [ "$attempt" -lt 3 ] || fail "instance $name ($kind on 127.0.0.1:$port): the process exited while starting, 3 times" "$logfile"
+        log "instance $name: $kind exited while starting (attempt $attempt of 3), starting it again; last lines:"
+        tail -n 5 "$logfile" >&2
+      done
       ;;
     *) log "instance $name: unknown kind '$kind' (mariadb, mysql, redis, namesrv, broker)"; exit 2 ;;
   esac
