@@ -30,6 +30,11 @@
 //     (the CLI's "topic create").
 //   - Every log line names the group; a discard is one line with its reason; status mode's
 //     expected in-progress conflicts are debug lines.
+//   - A delivery that failed only because the database (or the status mode's store) could not be
+//     reached is run again in place until it answers, for up to WithOutageRetry, instead of
+//     spending a redelivery per attempt; the outage is logged when it begins and when it ends.
+//   - A delivery whose handler does not return (a database that stopped answering without closing
+//     its connections) is logged as stalled after WithStallWarning.
 //
 // # What the client does, and what this package does about it
 //
