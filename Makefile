@@ -22,15 +22,15 @@ demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked
 	$(FIRST_SERVER) && $(WITH_SERVICES) go run ./examples/order-service/cmd/demo
 
 .PHONY: test
-test: services-up ## Start the services, then run every test with -race on MariaDB and again on Oracle MySQL
-	$(WITH_SERVICES) scripts/test-matrix.sh -race -count=1 -timeout 40m
+test: ## Start the services, run every test with -race on MariaDB and Oracle MySQL, then the Docker leg
+	scripts/test.sh -race -count=1 -timeout 40m
 
 .PHONY: chaos
 chaos: services-up ## Long fault-injection runs on each database server (replay: TXCONSUME_CHAOS_SEED=<seed>), with a summary table
 	$(WITH_SERVICES) scripts/chaos.sh
 
 .PHONY: test-docker
-test-docker: ## Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
+test-docker: ## Only the Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
 	bash scripts/docker/test-docker.sh
 
 .PHONY: docker-images
