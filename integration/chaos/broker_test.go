@@ -19,7 +19,7 @@ const brokerRecoveryGoal = 5 * time.Second
 
 // TestBrokerFaults runs the broker scenarios one after the other on one private cluster.
 func TestBrokerFaults(t *testing.T) {
-	parallel(t)
+	parallelLongest(t)
 	cluster := testenv.PrivateRocketMQ(t)
 	t.Run("restart", func(t *testing.T) { brokerRestart(t, cluster, "broker restart", false) })
 	if config().long {

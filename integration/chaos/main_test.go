@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"flag"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -25,6 +26,8 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(producerEnv); spec != "" {
 		os.Exit(runProducer(spec))
 	}
+	flag.Parse()
+	startScenariosAtOnce()
 	code := testenv.M(m).Run()
 	summary.print()
 	os.Exit(code)
@@ -167,10 +170,42 @@ func (s *summaryTable) print() {
 	}
 }
 
-// parallel runs a scenario beside the others in the short form, where they mostly wait on servers
-// and the whole suite must stay short; the long form runs them one at a time, so that the recovery
-// times it reports are not those of a machine busy with other scenarios.
+// In the short form the scenarios run beside each other: they mostly wait on servers, and the
+// whole suite must stay short. The long form runs them one at a time, so that the recovery times it
+// reports are not those of a machine busy with other scenarios.
+//
+// Go runs at most -parallel tests at a time (GOMAXPROCS by default), in no set order: the longest
+// scenario, the brokers' (which waits on JVMs starting), would start last as often as first and
+// make the suite as long as the others put together plus itself. So, unless -parallel is given,
+// every scenario starts at once, and the suite bounds the load itself: the brokers' scenario runs
+// beside at most sideSlots others (see parallel and parallelLongest).
+
+// sideSlots is how many scenarios besides the brokers' run at a time in the short form.
+const sideSlots = 2
+
+var slots = make(chan struct{}, sideSlots)
+
+// startScenariosAtOnce raises -parallel, when it was not given, above the number of scenarios.
+func startScenariosAtOnce() {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", "64")
+	}
+}
+
+// parallel runs a scenario beside the others in the short form, once one of the sideSlots is free.
 func parallel(t *testing.T) {
+	if config().long {
+		return
+	}
+	t.Parallel()
+	slots <- struct{}{}
+	t.Cleanup(func() { <-slots })
+}
+
+// parallelLongest runs the longest scenario beside the others in the short form, from the start.
+func parallelLongest(t *testing.T) {
 	if !config().long {
 		t.Parallel()
 	}
