@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -27,7 +26,7 @@ type worker struct {
 	stats  *resultStats
 	ready  chan struct{}
 	exited chan struct{}
-	stderr lockedBuffer
+	stderr testenv.LockedBuffer
 
 	mu           sync.Mutex
 	shutdownSent bool
@@ -225,21 +224,4 @@ func (w *worker) ids() map[string]map[string]bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.idsByKey
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -486,6 +485,29 @@ func (s *scenario) restart(server *testenv.Instance) time.Time {
 	}
 }
 
+// restartCycles streams messages, and in each of cycles, a third of the way through, kills the
+// server (odd cycles) or stops it (even cycles), leaves it down for a random while, starts it
+// again and waits until consumption has recovered. Then it lets the stream end, waits until every
+// message is applied or dead-lettered, and checks the effects (finish).
+func (s *scenario) restartCycles(server *testenv.Instance, cycles int) {
+	s.t.Helper()
+	perCycle := form(900, 1200)
+	st := s.startStream(perCycle*cycles, rate())
+	for c := 1; c <= cycles; c++ {
+		st.waitSent(perCycle*(c-1) + perCycle/3)
+		if c%2 == 1 {
+			server.Kill(s.t)
+		} else {
+			server.Stop(s.t)
+		}
+		time.Sleep(time.Duration(1000+s.rng.IntN(form(1000, 9000))) * time.Millisecond)
+		s.awaitRecovery(s.name, s.restart(server), 2*time.Minute)
+	}
+	st.stop()
+	s.settle(3 * time.Minute)
+	s.finish()
+}
+
 // awaitRecovery waits until every queue (of queues, default all) has applied a message sent after
 // end, records how long that took, and returns it. A consumer that never recovers fails the
 // scenario after bound: nothing may hang forever.
@@ -534,7 +556,7 @@ type worker struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr lockedBuffer
+	stderr testenv.LockedBuffer
 	ready  chan struct{}
 	exited chan struct{}
 }
@@ -560,9 +582,9 @@ func (s *scenario) startWorker(name string, spec workerSpec) *worker {
 	select {
 	case <-w.ready:
 	case <-w.exited:
-		s.t.Fatalf("chaos: worker %s exited before consuming: %s", name, w.stderr.tail())
+		s.t.Fatalf("chaos: worker %s exited before consuming: %s", name, w.stderr.Tail(4000))
 	case <-time.After(3 * time.Minute):
-		s.t.Fatalf("chaos: worker %s not consuming after 3m: %s", name, w.stderr.tail())
+		s.t.Fatalf("chaos: worker %s not consuming after 3m: %s", name, w.stderr.Tail(4000))
 	}
 	return w
 }
@@ -662,31 +684,6 @@ func (s *scenario) stopWorkers() {
 		}()
 	}
 	wg.Wait()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) tail() string {
-	s := l.String()
-	if len(s) > 4000 {
-		s = "..." + s[len(s)-4000:]
-	}
-	return s
 }
 
 // deadLettered returns how many messages the consumers reported given up.

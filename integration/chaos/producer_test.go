@@ -135,7 +135,7 @@ type producerProc struct {
 	cmd     *exec.Cmd
 	stdin   *json.Encoder
 	replies chan producerReply
-	stderr  lockedBuffer
+	stderr  testenv.LockedBuffer
 	mu      sync.Mutex
 	exited  chan struct{}
 }
@@ -197,7 +197,7 @@ func (p *producerProc) call(req producerRequest) (producerReply, error) {
 		}
 		return r, nil
 	case <-p.exited:
-		return producerReply{}, fmt.Errorf("%w: %s", errProducerGone, p.stderr.tail())
+		return producerReply{}, fmt.Errorf("%w: %s", errProducerGone, p.stderr.Tail(4000))
 	}
 }
 

@@ -1,7 +1,6 @@
 package rmq_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
+	"github.com/txconsume/txconsume/internal/testenv"
 	"github.com/txconsume/txconsume/txconsume"
 	"github.com/txconsume/txconsume/txconsume/rmq"
 )
@@ -47,31 +47,13 @@ func (f *flaky) count() int {
 	return f.calls
 }
 
-// lockedBuffer is a log destination the test reads while a delivery may still write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRMQOutageRetry: a delivery that fails because the database cannot be reached is run again
 // in place until it answers (for up to WithOutageRetry), logged once when the outage begins and
 // once when it ends; any other failure goes back to the broker at once.
 func TestRMQOutageRetry(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
-	setup := func(p rmq.Processor, opts ...rmq.ListenerOption) (rmq.ListenerFunc, *lockedBuffer) {
-		logs := &lockedBuffer{}
+	setup := func(p rmq.Processor, opts ...rmq.ListenerOption) (rmq.ListenerFunc, *testenv.LockedBuffer) {
+		logs := &testenv.LockedBuffer{}
 		opts = append([]rmq.ListenerOption{rmq.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}, opts...)
 		return rmq.Listener(p, opts...), logs
 	}
@@ -142,7 +124,7 @@ func TestRMQOutageRetry(t *testing.T) {
 
 	t.Run("orderly deliveries wait too", func(t *testing.T) {
 		p := &flaky{err: refused, times: 2}
-		logs := &lockedBuffer{}
+		logs := &testenv.LockedBuffer{}
 		l := rmq.OrderlyListener(p, rmq.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 		ctx, _ := orderlyCtx()
 		res, err := l(ctx, ext("A"))
