@@ -24,22 +24,7 @@ func TestDatabaseRestart(t *testing.T) {
 	db := testenv.PrivateDatabase(t)
 	s := newScenario(t, "database restart", scenarioConfig{ledgerDSN: testenv.PrivateDatabaseDSN(t, db)})
 	s.startWorker("c1", s.spec())
-	cycles := form(1, 5)
-	perCycle := form(900, 1200)
-	st := s.startStream(perCycle*cycles, rate())
-	for c := 1; c <= cycles; c++ {
-		st.waitSent(perCycle*(c-1) + perCycle/3)
-		if c%2 == 1 {
-			db.Kill(t)
-		} else {
-			db.Stop(t)
-		}
-		time.Sleep(time.Duration(1000+s.rng.IntN(form(1000, 9000))) * time.Millisecond)
-		s.awaitRecovery("database restart", s.restart(db), 2*time.Minute)
-	}
-	st.stop()
-	s.settle(3 * time.Minute)
-	s.finish()
+	s.restartCycles(db, form(1, 5))
 }
 
 // TestConnectionsKilled: the consumer's database connections are killed while it consumes: by the

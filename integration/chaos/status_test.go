@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"testing"
-	"time"
 
 	"github.com/txconsume/txconsume/internal/testenv"
 )
@@ -19,22 +18,7 @@ func TestStatusModeStore(t *testing.T) {
 	run := func(t *testing.T, name string, store *testenv.Instance, cfg scenarioConfig) {
 		s := newScenario(t, name, cfg)
 		s.startWorker("c1", s.spec())
-		cycles := form(1, 4)
-		perCycle := form(900, 1200)
-		st := s.startStream(perCycle*cycles, rate())
-		for c := 1; c <= cycles; c++ {
-			st.waitSent(perCycle*(c-1) + perCycle/3)
-			if c%2 == 1 {
-				store.Kill(t)
-			} else {
-				store.Stop(t)
-			}
-			time.Sleep(time.Duration(1000+s.rng.IntN(form(1000, 9000))) * time.Millisecond)
-			s.awaitRecovery(name, s.restart(store), 2*time.Minute)
-		}
-		st.stop()
-		s.settle(3 * time.Minute)
-		s.finish()
+		s.restartCycles(store, form(1, 4))
 	}
 	t.Run("mysql store", func(t *testing.T) {
 		db := testenv.PrivateDatabase(t)
