@@ -188,7 +188,7 @@ func (p *producerProc) call(req producerRequest) (producerReply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.stdin.Encode(req); err != nil {
-		return producerReply{}, fmt.Errorf("%w: %v", errProducerGone, err)
+		return producerReply{}, fmt.Errorf("%w: %w", errProducerGone, err)
 	}
 	select {
 	case r := <-p.replies:

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -266,8 +265,8 @@ func (h *reportingHandler) Enabled(context.Context, slog.Level) bool { return tr
 func (h *reportingHandler) Handle(_ context.Context, r slog.Record) error {
 	// What an operator reads: warnings and errors, and the Consumer's own lines about the brokers
 	// and the database (their recoveries are logged at info level).
-	if r.Level < slog.LevelWarn && !(r.Level >= slog.LevelInfo && (strings.Contains(r.Message, "broker") ||
-		strings.Contains(r.Message, "database"))) {
+	about := strings.Contains(r.Message, "broker") || strings.Contains(r.Message, "database")
+	if r.Level < slog.LevelWarn && (r.Level < slog.LevelInfo || !about) {
 		return nil
 	}
 	var b strings.Builder
@@ -323,5 +322,3 @@ func (w *lineWriter) line(s string) {
 	defer w.mu.Unlock()
 	fmt.Fprintln(os.Stdout, s)
 }
-
-var errWorkerExited = errors.New("worker exited")

@@ -258,7 +258,7 @@ func servicesScript() (string, error) {
 	}
 	path := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "services.sh")
 	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("%w: %v", errNoServicesScript, err)
+		return "", fmt.Errorf("%w: %w", errNoServicesScript, err)
 	}
 	return path, nil
 }
