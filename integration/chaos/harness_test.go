@@ -296,6 +296,19 @@ func (r *recorder) recovery(end time.Time, queues []string) (time.Duration, bool
 	return worst, true
 }
 
+// firstSentAfter returns when the first message sent after end was accepted.
+func (r *recorder) firstSentAfter(end time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Time
+	for _, sent := range r.sent {
+		if sent.at.After(end) && (first.IsZero() || sent.at.Before(first)) {
+			first = sent.at
+		}
+	}
+	return first
+}
+
 func (r *recorder) wait() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -521,7 +534,10 @@ func (s *scenario) awaitRecovery(what string, end time.Time, bound time.Duration
 			s.mu.Lock()
 			s.recoveries = append(s.recoveries, d)
 			s.mu.Unlock()
-			s.t.Logf("chaos: %s: every queue delivered again %.2fs after the fault ended", what, d.Seconds())
+			// The first send accepted after the fault tells how much of the time the servers took to
+			// take messages again (a broker serves requests seconds after it accepts connections).
+			s.t.Logf("chaos: %s: every queue delivered again %.2fs after the fault ended (the first message sent after it was accepted after %.2fs)",
+				what, d.Seconds(), s.rec.firstSentAfter(end).Sub(end).Seconds())
 			return d
 		}
 		select {
