@@ -36,6 +36,7 @@ type scenarioConfig struct {
 	storeDSN   string // modeIdemMySQL
 	redisAddr  string // modeIdemRedis
 	nameServer string // a private cluster's name server
+	brokers    int    // brokers of that cluster when the scenario starts; default 1
 	queues     int    // queues of the topic on each broker; default 4
 }
 
@@ -69,6 +70,9 @@ func newScenario(t *testing.T, name string, cfg scenarioConfig) *scenario {
 	}
 	if cfg.queues == 0 {
 		cfg.queues = 4
+	}
+	if cfg.brokers == 0 {
+		cfg.brokers = 1
 	}
 	s := &scenario{t: t, name: name, rng: scenarioRand(name), cfg: cfg, rec: newRecorder()}
 	s.server = testenv.MySQLServer(t).Name
@@ -108,18 +112,18 @@ func newScenario(t *testing.T, name string, cfg scenarioConfig) *scenario {
 	require.NoError(t, err)
 	s.admin = adm
 	s.prod = startProducer(t, producerSpec{NameServer: s.cfg.nameServer, Group: s.group + "_p"})
-	s.createTopic()
+	s.createTopic(cfg.brokers)
 	t.Cleanup(s.stopWorkers)
 	return s
 }
 
-// createTopic creates the topic (and the group's retry topic) on every broker of the cluster and
-// learns its queues.
-func (s *scenario) createTopic() {
+// createTopic creates the topic (and the group's retry topic) on every broker of the cluster, of
+// which there are brokers, and learns its queues once the name server routes it to all of them.
+func (s *scenario) createTopic(brokers int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	require.NoError(s.t, s.admin.CreateTopic(ctx, rmq.TopicConfig{Topic: s.topic, Queues: s.cfg.queues, RetryGroup: s.group}))
-	qs := s.routeQueues(ctx)
+	qs := s.routeQueues(ctx, brokers*s.cfg.queues)
 	s.mu.Lock()
 	s.queues = qs
 	s.mu.Unlock()
@@ -132,18 +136,19 @@ func (s *scenario) topicQueues() []*primitive.MessageQueue {
 	return s.queues
 }
 
-// routeQueues returns the topic's write queues as the name server routes them now.
-func (s *scenario) routeQueues(ctx context.Context) []*primitive.MessageQueue {
+// routeQueues returns the topic's write queues once the name server routes it to want queues:
+// each broker registers a topic created on it by itself, one after the other.
+func (s *scenario) routeQueues(ctx context.Context, want int) []*primitive.MessageQueue {
 	s.t.Helper()
 	for {
 		qs, err := s.prod.queues(s.topic)
-		if err == nil && len(qs) > 0 {
+		if err == nil && len(qs) >= want {
 			sort.Slice(qs, func(i, j int) bool { return queueLabel(qs[i]) < queueLabel(qs[j]) })
 			return qs
 		}
 		select {
 		case <-ctx.Done():
-			s.t.Fatalf("chaos: no route for %s: %v", s.topic, err)
+			s.t.Fatalf("chaos: the route of %s has %d queues, not %d: %v", s.topic, len(qs), want, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -154,11 +159,8 @@ func queueLabel(q *primitive.MessageQueue) string {
 	return fmt.Sprintf("%s/%d", q.BrokerName, q.QueueId)
 }
 
-// labels returns the labels of queues, or of every queue of the topic when none are given.
+// labels returns the labels of queues.
 func (s *scenario) labels(queues ...*primitive.MessageQueue) []string {
-	if len(queues) == 0 {
-		queues = s.topicQueues()
-	}
 	out := make([]string, len(queues))
 	for i, q := range queues {
 		out[i] = queueLabel(q)
@@ -521,11 +523,20 @@ func (s *scenario) restartCycles(server *testenv.Instance, cycles int) {
 	s.finish()
 }
 
-// awaitRecovery waits until every queue (of queues, default all) has applied a message sent after
-// end, records how long that took, and returns it. A consumer that never recovers fails the
-// scenario after bound: nothing may hang forever.
-func (s *scenario) awaitRecovery(what string, end time.Time, bound time.Duration, queues ...*primitive.MessageQueue) time.Duration {
+// awaitRecovery waits until every queue of the topic has applied a message sent after end, records
+// how long that took, and returns it. A consumer that never recovers fails the scenario after
+// bound: nothing may hang forever.
+func (s *scenario) awaitRecovery(what string, end time.Time, bound time.Duration) time.Duration {
 	s.t.Helper()
+	return s.awaitQueues(what, end, bound, s.topicQueues())
+}
+
+// awaitQueues is awaitRecovery for some of the topic's queues.
+func (s *scenario) awaitQueues(what string, end time.Time, bound time.Duration, queues []*primitive.MessageQueue) time.Duration {
+	s.t.Helper()
+	if len(queues) == 0 {
+		s.t.Fatalf("chaos: %s: no queue to wait for", what)
+	}
 	labels := s.labels(queues...)
 	deadline := time.After(bound)
 	for {
