@@ -72,12 +72,6 @@ func runProducer(specJSON string) int {
 		return 2
 	}
 	defer func() { _ = prod.Shutdown() }()
-	adm, err := admin.NewAdmin(admin.WithResolver(resolver))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "admin:", err)
-		return 2
-	}
-	defer adm.Close()
 
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 64<<10), 16<<20)
@@ -88,7 +82,7 @@ func runProducer(specJSON string) int {
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
 			reply.Err = err.Error()
 		} else {
-			reply = serve(prod, adm, req)
+			reply = serve(prod, resolver, req)
 		}
 		if err := out.Encode(reply); err != nil {
 			return 2
@@ -97,7 +91,7 @@ func runProducer(specJSON string) int {
 	return 0
 }
 
-func serve(prod rocketmq.Producer, adm admin.Admin, req producerRequest) producerReply {
+func serve(prod rocketmq.Producer, resolver primitive.NsResolver, req producerRequest) producerReply {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	switch req.Op {
@@ -116,6 +110,13 @@ func serve(prod rocketmq.Producer, adm admin.Admin, req producerRequest) produce
 		}
 		return producerReply{Key: m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex)}
 	case "queues":
+		// A new admin client each time: one keeps the first route it fetched of a topic, and the
+		// route changes when a broker joins or leaves.
+		adm, err := admin.NewAdmin(admin.WithResolver(resolver))
+		if err != nil {
+			return producerReply{Err: err.Error()}
+		}
+		defer adm.Close()
 		qs, err := adm.FetchPublishMessageQueues(ctx, req.Topic)
 		if err != nil {
 			return producerReply{Err: err.Error()}
