@@ -33,6 +33,10 @@ test: ## Start the services, run every test with -race on MariaDB and Oracle MyS
 test-bench-tool: ## Run the unit tests of the bench tool (no services; make bench runs the benchmarks)
 	cd bench && go test -race -count=1 ./...
 
+.PHONY: chaos
+chaos: services-up ## Long fault-injection runs on each database server (replay: TXCONSUME_CHAOS_SEED=<seed>), with a summary table
+	$(WITH_SERVICES) scripts/chaos.sh
+
 .PHONY: test-docker
 test-docker: ## Only the Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
 	bash scripts/docker/test-docker.sh

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/txconsume/txconsume/internal/testenv"
 	"github.com/txconsume/txconsume/txconsume"
 )
 
@@ -26,7 +26,7 @@ type worker struct {
 	stats  *resultStats
 	ready  chan struct{}
 	exited chan struct{}
-	stderr lockedBuffer
+	stderr testenv.LockedBuffer
 
 	mu           sync.Mutex
 	shutdownSent bool
@@ -205,47 +205,13 @@ func (w *worker) stop() {
 // module's code; reports confined to the RocketMQ client are only counted.
 func (w *worker) checkRaces() {
 	w.t.Helper()
-	clientOnly := 0
-	for _, report := range strings.Split(w.stderr.String(), "==================") {
-		if !strings.Contains(report, "WARNING: DATA RACE") {
-			continue
-		}
-		if raceInvolvesModule(report) {
-			w.t.Errorf("worker %s: data race in txconsume code:\n%s", w.name, report)
-			continue
-		}
-		clientOnly++
+	module, clientOnly := testenv.RaceReports(w.stderr.String())
+	for _, report := range module {
+		w.t.Errorf("worker %s: data race in txconsume code:\n%s", w.name, report)
 	}
 	if clientOnly > 0 {
 		w.t.Logf("worker %s: %d data race report(s) inside the RocketMQ client, tolerated", w.name, clientOnly)
 	}
-}
-
-// raceInvolvesModule reports whether the innermost non-runtime frame of either access of a race report
-// is in this module.
-func raceInvolvesModule(report string) bool {
-	lines := strings.Split(report, "\n")
-	for i, l := range lines {
-		access := strings.HasPrefix(l, "Read") || strings.HasPrefix(l, "Write") || strings.HasPrefix(l, "Previous")
-		if !access || !strings.Contains(l, " at 0x") {
-			continue
-		}
-		for _, f := range lines[i+1:] {
-			f = strings.TrimSpace(f)
-			if f == "" {
-				break
-			}
-			if strings.HasPrefix(f, "/") || strings.HasPrefix(f, "runtime.") || strings.HasPrefix(f, "sync.") ||
-				strings.HasPrefix(f, "sync/") || strings.HasPrefix(f, "internal/") {
-				continue
-			}
-			if strings.HasPrefix(f, "github.com/txconsume/txconsume/") {
-				return true
-			}
-			break
-		}
-	}
-	return false
 }
 
 func (w *worker) deadLetters() []string {
@@ -258,21 +224,4 @@ func (w *worker) ids() map[string]map[string]bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.idsByKey
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

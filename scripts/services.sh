@@ -11,6 +11,9 @@
 #                               (use: eval "$(scripts/services.sh env)")
 #   scripts/services.sh status  say what runs
 #   scripts/services.sh plan    say whether `up` would take the native or the compose path, and why
+#   scripts/services.sh instance start|stop|kill|rm|pid <name> ...
+#                               private servers for the fault-injection tests, on other ports
+#                               (see "private instances" below)
 #
 # TXCONSUME_SERVERS lists the database servers to start and test on, default "mariadb mysql";
 # TXCONSUME_MYSQL_DSN, unless already set, points at the first of them (so TXCONSUME_SERVERS=mysql
@@ -355,10 +358,14 @@ redis_up() {
 
 # ---------------------------------------------------------------- RocketMQ
 
+# java_flags prints the JVM options of a namesrv or broker; its logs go under the home given
+# (default: the shared services' home).
 java_flags() {
-  local major
+  local major home=${1:-$STATE/rocketmq/home}
   major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
-  printf '%s ' -Xms256m -Xmx512m -XX:+UseG1GC -Duser.home="$STATE/rocketmq/home"
+  # tls.server.mode=disabled: nothing here speaks TLS, and the self-signed certificate a
+  # permissive server makes costs seconds of start-up on every (re)start.
+  printf '%s ' -Xms256m -Xmx512m -XX:+UseG1GC -Duser.home="$home" -Dtls.server.mode=disabled
   if [ "${major:-8}" -ge 9 ] 2>/dev/null; then
     printf '%s ' --add-exports java.base/sun.nio.ch=ALL-UNNAMED \
       --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/java.lang=ALL-UNNAMED
@@ -385,6 +392,30 @@ broker_registered() {
     -n "127.0.0.1:$NAMESRV_PORT" 2>/dev/null | grep -q 'broker-a'
 }
 
+# broker_conf prints the configuration of a broker of the cluster DefaultCluster: its name, port,
+# name server and store folder.
+broker_conf() {
+  local name=$1 port=$2 namesrv=$3 store=$4
+  cat <<EOF
+brokerClusterName=DefaultCluster
+brokerName=$name
+brokerId=0
+brokerIP1=127.0.0.1
+bindAddress=127.0.0.1
+listenPort=$port
+namesrvAddr=$namesrv
+storePathRootDir=$store
+storePathCommitLog=$store/commitlog
+# Tests create their topics explicitly; auto-creation stays on for retry and DLQ topics.
+autoCreateTopicEnable=true
+autoCreateSubscriptionGroup=true
+# Small files and short retention: this broker only serves tests and the demo.
+mappedFileSizeCommitLog=134217728
+fileReservedTime=12
+diskMaxUsedSpaceRatio=95
+EOF
+}
+
 rocketmq_up() {
   local dir=$STATE/rocketmq lib
   mkdir -p "$dir/home/logs" "$dir/store"
@@ -406,24 +437,7 @@ rocketmq_up() {
   if pid_alive "$dir/broker.pid" || port_open "$BROKER_PORT"; then
     log "rocketmq: reusing the broker on 127.0.0.1:$BROKER_PORT"
   else
-    cat >"$dir/broker.conf" <<EOF
-brokerClusterName=DefaultCluster
-brokerName=broker-a
-brokerId=0
-brokerIP1=127.0.0.1
-bindAddress=127.0.0.1
-listenPort=$BROKER_PORT
-namesrvAddr=127.0.0.1:$NAMESRV_PORT
-storePathRootDir=$dir/store
-storePathCommitLog=$dir/store/commitlog
-# Tests create their topics explicitly; auto-creation stays on for retry and DLQ topics.
-autoCreateTopicEnable=true
-autoCreateSubscriptionGroup=true
-# Small files and short retention: this broker only serves tests and the demo.
-mappedFileSizeCommitLog=134217728
-fileReservedTime=12
-diskMaxUsedSpaceRatio=95
-EOF
+    broker_conf broker-a "$BROKER_PORT" "127.0.0.1:$NAMESRV_PORT" "$dir/store" >"$dir/broker.conf"
     log "rocketmq: starting broker on 127.0.0.1:$BROKER_PORT"
     # shellcheck disable=SC2046
     setsid nohup java $(java_flags) -cp "$lib/*" org.apache.rocketmq.broker.BrokerStartup \
@@ -432,6 +446,321 @@ EOF
   fi
   wait_for "rocketmq broker registered with namesrv" "$dir/broker.log" broker_registered "$lib"
   log "rocketmq: ready (broker-a registered with 127.0.0.1:$NAMESRV_PORT)"
+}
+
+# ---------------------------------------------------------------- private instances
+#
+# The fault-injection tests stop, kill and restart servers. They never touch the shared services
+# above, which other tests use at the same time: each gets private instances on loopback ports of
+# its own, with data of their own under $STATE/instances/<name> (an Oracle MySQL instance keeps
+# its data inside the sid root file system, under /srv/txconsume/instances/<name>).
+#
+#   instance start <name> <kind> <port> [<namesrv> [<broker name>]]
+#       start the instance, or start it again with the data it had; kind is mariadb, mysql,
+#       redis, namesrv or broker (a broker needs its namesrv's host:port); returns when it
+#       answers (a database: SELECT 1 as txconsume; a broker: registered with its namesrv)
+#   instance stop <name>     SIGTERM, then wait until the process has exited (SIGKILL after 60s)
+#   instance kill <name>     SIGKILL, and wait until the process has gone
+#   instance rm <name>       kill it and delete its data
+#   instance pid <name>      print its process id, when it runs
+#
+# A new database instance starts from a template data folder made once per kind (the
+# txconsume user and database already in it), so that it is up in seconds. Redis keeps an
+# append-only file, so that a restarted Redis has what it had acknowledged.
+
+INSTANCES=$STATE/instances
+TEMPLATES=$STATE/templates
+ORACLE_MYSQL_INSTANCES=$ORACLE_MYSQL_SRV/instances # as seen inside the chroot
+
+# with_lock runs a command holding the lock file given (created when missing), so that parallel
+# test processes prepare a template or install a package once.
+with_lock() {
+  local lock=$1; shift
+  mkdir -p "$(dirname "$lock")"
+  (
+    exec 8>"$lock"
+    flock 8
+    "$@"
+  )
+}
+
+# mariadb_template makes the template data folder of private MariaDB instances.
+mariadb_template() {
+  local tpl=$TEMPLATES/mariadb tmp=$TEMPLATES/mariadb.partial
+  [ -f "$tpl/.complete" ] && return
+  command -v mariadbd >/dev/null 2>&1 || with_lock "$STATE/.lock" apt_install mariadb-server mariadb-client
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  log "instance: making the MariaDB template data folder"
+  mariadb-install-db --no-defaults --datadir="$tmp/data" --user="$(id -un)" \
+    --auth-root-authentication-method=normal --skip-test-db >"$tmp/install.log" 2>&1 ||
+    fail "mariadb-install-db (template)" "$tmp/install.log"
+  setsid nohup mariadbd --no-defaults --datadir="$tmp/data" --user="$(id -un)" --skip-networking \
+    --socket="$tmp/mysqld.sock" --pid-file="$tmp/mysqld.pid" --log-error="$tmp/mysqld.log" \
+    </dev/null >/dev/null 2>&1 8>&- 9>&- &
+  local pid=$!
+  await_ready "$pid" "mariadb template" "$tmp/mysqld.log" mariadb --socket="$tmp/mysqld.sock" -uroot -e 'SELECT 1'
+  mysql_grant mariadb --socket="$tmp/mysqld.sock" -uroot || fail "mariadb template user set-up" "$tmp/mysqld.log"
+  mariadb-admin --socket="$tmp/mysqld.sock" -uroot shutdown || fail "mariadb template shutdown" "$tmp/mysqld.log"
+  while pid_running "$pid"; do sleep 0.1; done
+  rm -f "$tmp/mysqld.sock" "$tmp/mysqld.pid"
+  touch "$tmp/.complete"
+  rm -rf "$tpl"
+  mv "$tmp" "$tpl"
+}
+
+# oracle_mysql_template makes the template data folder of private Oracle MySQL instances, inside
+# the sid root file system.
+oracle_mysql_template() {
+  local tpl=$ORACLE_MYSQL_HOST_SRV/templates/mysql tmp=$ORACLE_MYSQL_HOST_SRV/templates/mysql.partial
+  local in_tmp=$ORACLE_MYSQL_SRV/templates/mysql.partial
+  [ -f "$tpl/.complete" ] && return
+  mkdir -p "$ORACLE_MYSQL_DIR"
+  with_lock "$STATE/.lock" oracle_mysql_rootfs
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  log "instance: making the Oracle MySQL template data folder"
+  chroot "$ORACLE_MYSQL_ROOTFS" mysqld --no-defaults --initialize-insecure --user=root \
+    --datadir="$in_tmp/data" --log-error="$in_tmp/install.log" >/dev/null 2>&1 ||
+    fail "mysql: mysqld --initialize (template)" "$tmp/install.log"
+  setsid nohup chroot "$ORACLE_MYSQL_ROOTFS" /usr/sbin/mysqld --no-defaults --user=root \
+    --datadir="$in_tmp/data" --skip-networking --mysqlx=OFF --socket="$in_tmp/mysqld.sock" \
+    --pid-file="$in_tmp/mysqld.pid" --log-error="$in_tmp/mysqld.log" --secure-file-priv=NULL \
+    </dev/null >/dev/null 2>&1 8>&- 9>&- &
+  local pid=$! client=(chroot "$ORACLE_MYSQL_ROOTFS" mysql --no-defaults --socket="$in_tmp/mysqld.sock" -uroot)
+  await_ready "$pid" "mysql template" "$tmp/mysqld.log" "${client[@]}" -e 'SELECT 1'
+  mysql_grant "${client[@]}" || fail "mysql template user set-up" "$tmp/mysqld.log"
+  "${client[@]}" -e 'SHUTDOWN' || fail "mysql template shutdown" "$tmp/mysqld.log"
+  while pid_running "$pid"; do sleep 0.1; done
+  rm -f "$tmp/mysqld.sock" "$tmp/mysqld.pid"
+  touch "$tmp/.complete"
+  rm -rf "$tpl"
+  mv "$tmp" "$tpl"
+}
+
+# await_ready runs a check until it succeeds, failing at once when the process given exits, or
+# after READY_TIMEOUT seconds.
+await_ready() {
+  local pid=$1 what=$2 logfile=$3; shift 3
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    pid_running "$pid" || fail "$what: the process exited while starting" "$logfile"
+    [ $SECONDS -lt $deadline ] || fail "$what not ready after ${READY_TIMEOUT}s" "$logfile"
+    sleep 0.2
+  done
+}
+
+# await_ready_or_exit is await_ready, except that it returns 1 when the process exits.
+await_ready_or_exit() {
+  local pid=$1 what=$2 logfile=$3; shift 3
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    pid_running "$pid" || return 1
+    [ $SECONDS -lt $deadline ] || fail "$what not ready after ${READY_TIMEOUT}s" "$logfile"
+    sleep 0.2
+  done
+}
+
+# stop_pid sends SIGTERM and waits up to the seconds given for the process to exit, then sends
+# SIGKILL and waits until it has gone.
+stop_pid() {
+  local pid=$1 seconds=$2 deadline
+  kill "$pid" 2>/dev/null || return 0
+  deadline=$((SECONDS + seconds))
+  while pid_running "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  kill_pid "$pid"
+}
+
+# kill_pid sends SIGKILL and waits until the process has gone.
+kill_pid() {
+  local pid=$1
+  kill -9 "$pid" 2>/dev/null || return 0
+  while pid_running "$pid"; do sleep 0.05; done
+}
+
+# pid_running reports whether a process runs. A process whose parent has gone may stay a zombie
+# where nothing reaps orphans (a container without an init), and the zombie of a multi-threaded
+# process (a JVM) holds its sockets until its last thread has exited: it has gone once it is a
+# zombie with no other thread left.
+pid_running() {
+  local pid=$1
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] || return 0
+  [ "$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)" -gt 1 ]
+}
+
+instance_alive() {
+  local dir=$INSTANCES/$1
+  [ -f "$dir/pid" ] && pid_running "$(cat "$dir/pid")"
+}
+
+# tcp_select1 runs SELECT 1 over TCP as txconsume with the client command given.
+tcp_select1() {
+  local port=$1; shift
+  MYSQL_PWD=txconsume "$@" --no-defaults --protocol=tcp -h127.0.0.1 -P"$port" -utxconsume -e 'SELECT 1'
+}
+
+# log_says reports whether a log file contains a line.
+log_says() { [ -f "$1" ] && grep -q "$2" "$1"; }
+
+# broker_registered_since reports whether a broker's log has more completed registrations with its
+# name server than the count given.
+broker_registered_since() {
+  local n
+  n=$(grep -c 'Registering current broker to name server completed' "$1" 2>/dev/null || true)
+  [ "${n:-0}" -gt "$2" ]
+}
+
+# rocketmq_launch starts the JVM of a namesrv or broker instance for instance_start, whose pid
+# and ready check it sets (from instance_start's name, kind, port, namesrv, broker_name, dir,
+# logfile: bash's scoping is dynamic).
+rocketmq_launch() {
+  local lib
+  lib=$(with_lock "$STATE/.lock" rocketmq_lib)
+  mkdir -p "$dir/home/logs" "$dir/store"
+  # Emptied here, not by the redirection of the background job, so that the check below never
+  # reads the previous run's "boot success".
+  : >"$logfile"
+  if [ "$kind" = namesrv ]; then
+    printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$port" >"$dir/namesrv.conf"
+    # shellcheck disable=SC2046
+    ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
+      org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.conf" \
+      </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+    pid=$!
+    ready=(log_says "$logfile" 'boot success')
+  else
+    [ -n "$namesrv" ] || { log "instance $name: a broker needs its namesrv's host:port"; exit 2; }
+    broker_conf "$broker_name" "$port" "$namesrv" "$dir/store" >"$dir/broker.conf"
+    # A broker says "boot success" before its registration with the name server, which
+    # another thread does, has completed; that one it logs in its own log, which a restart
+    # appends to: ready once one more such line is there.
+    local blog=$dir/home/logs/rocketmqlogs/broker.log registered
+    registered=$(grep -c 'Registering current broker to name server completed' "$blog" 2>/dev/null || true)
+    # shellcheck disable=SC2046
+    ROCKETMQ_HOME=$dir/home setsid nohup java $(java_flags "$dir/home") -cp "$lib/*" \
+      org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf" \
+      </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+    pid=$!
+    ready=(broker_registered_since "$blog" "${registered:-0}")
+  fi
+}
+
+# instance_start starts the process of an instance in the background, with the pid in
+# $dir/pid, and waits until it answers; a process that exits while starting fails at once.
+instance_start() {
+  local name=$1 kind=$2 port=$3 namesrv=${4:-} broker_name=${5:-$1}
+  local dir=$INSTANCES/$name pid
+  if [ -z "$name" ] || [ -z "$kind" ] || [ -z "$port" ]; then
+    log "usage: $0 instance start <name> <kind> <port> [<namesrv> [<broker name>]]"
+    exit 2
+  fi
+  mkdir -p "$dir"
+  if instance_alive "$name"; then
+    log "instance $name: already running (pid $(cat "$dir/pid"))"
+    return
+  fi
+  port_open "$port" && fail "instance $name: port $port is taken by another process"
+  printf '%s\n' "$kind" >"$dir/kind"
+  local logfile=$dir/out.log ready=()
+  case $kind in
+    mariadb)
+      if [ ! -d "$dir/data" ]; then
+        with_lock "$TEMPLATES/.mariadb.lock" mariadb_template
+        cp -a "$TEMPLATES/mariadb/data" "$dir/data"
+      fi
+      logfile=$dir/mysqld.log
+      setsid nohup mariadbd --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+        --bind-address=127.0.0.1 --port="$port" --socket="$dir/mysqld.sock" \
+        --pid-file="$dir/mysqld.pid" --log-error="$logfile" --skip-name-resolve \
+        --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        </dev/null >/dev/null 2>&1 8>&- 9>&- &
+      pid=$!
+      ready=(tcp_select1 "$port" mariadb)
+      ;;
+    mysql)
+      local host_data=$ORACLE_MYSQL_HOST_SRV/instances/$name in=$ORACLE_MYSQL_INSTANCES/$name
+      if [ ! -d "$host_data/data" ]; then
+        with_lock "$TEMPLATES/.mysql.lock" oracle_mysql_template
+        mkdir -p "$host_data"
+        cp -a "$ORACLE_MYSQL_HOST_SRV/templates/mysql/data" "$host_data/data"
+      fi
+      logfile=$host_data/mysqld.log
+      rm -f "$logfile"
+      setsid nohup chroot "$ORACLE_MYSQL_ROOTFS" /usr/sbin/mysqld --no-defaults --user=root \
+        --datadir="$in/data" --bind-address=127.0.0.1 --port="$port" --mysqlx=OFF \
+        --socket="$in/mysqld.sock" --pid-file="$in/mysqld.pid" --log-error="$in/mysqld.log" \
+        --skip-name-resolve --max-connections=1000 --character-set-server=utf8mb4 --secure-file-priv=NULL \
+        </dev/null >/dev/null 2>&1 8>&- 9>&- &
+      pid=$!
+      ready=(tcp_select1 "$port" chroot "$ORACLE_MYSQL_ROOTFS" mysql)
+      ;;
+    redis)
+      command -v redis-server >/dev/null 2>&1 || with_lock "$STATE/.lock" apt_install redis-server
+      setsid nohup redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' \
+        --appendonly yes --appendfsync everysec --logfile "$logfile" \
+        </dev/null >/dev/null 2>&1 8>&- 9>&- &
+      pid=$!
+      ready=(sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $port PING)\" = PONG ]")
+      ;;
+    namesrv | broker)
+      # A JVM that lists the network interfaces while another process adds or removes some
+      # (containers starting and stopping) can die at start-up: RocketMQ's NetworkUtil gets no
+      # address and throws. Such a start is tried again, up to three times.
+      local attempt
+      for attempt in 1 2 3; do
+        rocketmq_launch
+        echo "$pid" >"$dir/pid"
+        await_ready_or_exit "$pid" "instance $name ($kind on 127.0.0.1:$port)" "$logfile" "${ready[@]}" && break
+        [ "$attempt" -lt 3 ] || fail "instance $name ($kind on 127.0.0.1:$port): the process exited while starting, 3 times" "$logfile"
+        log "instance $name: $kind exited while starting (attempt $attempt of 3), starting it again; last lines:"
+        tail -n 5 "$logfile" >&2
+      done
+      ;;
+    *) log "instance $name: unknown kind '$kind' (mariadb, mysql, redis, namesrv, broker)"; exit 2 ;;
+  esac
+  echo "$pid" >"$dir/pid"
+  await_ready "$pid" "instance $name ($kind on 127.0.0.1:$port)" "$logfile" "${ready[@]}"
+  log "instance $name: $kind ready on 127.0.0.1:$port (pid $pid)"
+}
+
+instance_stop() {
+  local name=$1
+  instance_alive "$name" || return 0
+  stop_pid "$(cat "$INSTANCES/$name/pid")" 60
+}
+
+instance_kill() {
+  local name=$1
+  instance_alive "$name" || return 0
+  kill_pid "$(cat "$INSTANCES/$name/pid")"
+}
+
+instance_rm() {
+  local name=$1
+  [ -n "$name" ] || return 0
+  instance_kill "$name"
+  rm -rf "${INSTANCES:?}/$name"
+  rm -rf "${ORACLE_MYSQL_HOST_SRV:?}/instances/$name"
+}
+
+cmd_instance() {
+  local sub=${1:-} name=${2:-}
+  if [ -z "$sub" ] || [ -z "$name" ]; then
+    echo "usage: $0 instance start|stop|kill|rm|pid <name> ..." >&2
+    exit 2
+  fi
+  # Private instances never take the shared services' names.
+  [[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || { log "instance name '$name': letters, digits, . _ - only"; exit 2; }
+  mkdir -p "$INSTANCES"
+  case $sub in
+    start) shift 2; instance_start "$name" "$@" ;;
+    stop) instance_stop "$name" ;;
+    kill) instance_kill "$name" ;;
+    rm) instance_rm "$name" ;;
+    pid) instance_alive "$name" && cat "$INSTANCES/$name/pid" ;;
+    *) echo "usage: $0 instance start|stop|kill|rm|pid <name> ..." >&2; exit 2 ;;
+  esac
 }
 
 # ---------------------------------------------------------------- Docker
@@ -600,5 +929,6 @@ case "${1:-}" in
   env) cmd_env ;;
   status) cmd_status ;;
   plan) if docker_usable --dry; then echo docker; else echo native; fi ;;
-  *) echo "usage: $0 up|down|env|status|plan" >&2; exit 2 ;;
+  instance) shift; cmd_instance "$@" ;;
+  *) echo "usage: $0 up|down|env|status|plan|instance" >&2; exit 2 ;;
 esac

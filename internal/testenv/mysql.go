@@ -98,38 +98,10 @@ func MySQLDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testenv: parse %s: %v", EnvMySQLDSN, err)
 	}
-	admin, err := sqlx.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatalf("testenv: open mysql: %v", err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		unavailable(t, "MySQL", err)
-	}
-	server := MySQLServer(t)
-	name := UniqueName(t, "txc")
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4"); err != nil {
-		t.Fatalf("testenv: create database %s: %v", name, err)
-	}
 	// Every test's log names the server it ran on: the same tests run on MariaDB and on MySQL.
-	t.Logf("testenv: database %s on %s", name, server)
-	t.Cleanup(func() {
-		drop, err := sqlx.Open("mysql", cfg.FormatDSN())
-		if err != nil {
-			t.Errorf("testenv: reopen mysql to drop %s: %v", name, err)
-			return
-		}
-		defer drop.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := drop.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-			t.Errorf("testenv: drop database %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
+	t.Logf("testenv: server %s", MySQLServer(t))
+	cfg.DBName = ""
+	return createDatabase(t, cfg, true)
 }
 
 // MySQL opens a pool on a fresh database for this test (see MySQLDSN); the pool is closed

@@ -14,8 +14,8 @@ var (
 	// released (processed).
 	ErrInProgress = delivery.ErrInProgress
 	// ErrNotOwner is returned by a MarkConsumed or Release whose owner token does not hold the
-	// key's PROCESSING record: it expired (and another attempt may have taken the key over), or it
-	// was removed (an operator's release, a store that lost it).
+	// key's record: it expired (and another attempt may have taken the key over), or it was
+	// removed (an operator's release, a store that lost it). See Store for the exact rule.
 	ErrNotOwner = errors.New("idem: record is not held by this owner")
 	// ErrKeyTooLong means the key does not fit the store's limits (see the store's documentation).
 	ErrKeyTooLong = errors.New("idem: key too long for the store")

@@ -69,12 +69,16 @@ ON DUPLICATE KEY UPDATE
 const readSQL = `SELECT status, owner, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
 FROM txconsume_idem WHERE consumer_group = ? AND topic = ? AND idem_key = ?`
 
+// markSQL also matches owner's record when it is CONSUMED already: a MarkConsumed retried after
+// its answer was lost must find its own transition done.
 const markSQL = `UPDATE txconsume_idem
 SET status = 2, expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, updated_at = UTC_TIMESTAMP(6)
-WHERE consumer_group = ? AND topic = ? AND idem_key = ? AND owner = ? AND status = 1`
+WHERE consumer_group = ? AND topic = ? AND idem_key = ? AND owner = ? AND status IN (1, 2)`
 
 const releaseSQL = `DELETE FROM txconsume_idem
 WHERE consumer_group = ? AND topic = ? AND idem_key = ? AND owner = ? AND status = 1`
+
+const existsSQL = `SELECT 1 FROM txconsume_idem WHERE consumer_group = ? AND topic = ? AND idem_key = ?`
 
 // cleanupSelectSQL reads the keys of the oldest expired rows: a consistent read, which takes no
 // locks. The rows are then deleted by primary key (see cleanupStatement).
@@ -158,7 +162,21 @@ func (s *MySQLStore) Release(ctx context.Context, key Key, owner string) error {
 	if err != nil {
 		return err
 	}
-	return s.cas(ctx, releaseSQL, k.group, k.topic, k.id, owner)
+	err = s.cas(ctx, releaseSQL, k.group, k.topic, k.id, owner)
+	if !errors.Is(err, ErrNotOwner) {
+		return err
+	}
+	// No record of owner's to delete: the key is free when there is no record at all (a Release
+	// retried after its answer was lost finds it so).
+	var found int
+	err = s.db.QueryRowContext(ctx, existsSQL, k.group, k.topic, k.id).Scan(&found)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return ErrNotOwner
 }
 
 func (s *MySQLStore) cas(ctx context.Context, query string, args ...any) error {

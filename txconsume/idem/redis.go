@@ -31,19 +31,26 @@ return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}
 `)
 
 // markScript replaces owner's PROCESSING value with CONSUMED and the retention as its TTL, only if
-// the key still holds exactly that PROCESSING value.
+// the key still holds exactly that PROCESSING value, or owner's CONSUMED value already (a
+// MarkConsumed retried after its answer was lost).
 var markScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[2] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
 `)
 
-// releaseScript deletes the key only if it still holds owner's PROCESSING value.
+// releaseScript deletes the key only if it still holds owner's PROCESSING value; a key that holds
+// nothing is free already (a Release retried after its answer was lost).
 var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  return 1
+end
+if not v then
   return 1
 end
 return 0

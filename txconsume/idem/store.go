@@ -72,10 +72,14 @@ type Store interface {
 	// key is absent or its record has expired; otherwise it reports what it found.
 	Acquire(ctx context.Context, key Key, owner string, ttl time.Duration) (Acquisition, error)
 	// MarkConsumed turns owner's PROCESSING record into a CONSUMED record kept for retention.
-	// It returns ErrNotOwner if the record is not a PROCESSING record held by owner.
+	// It returns ErrNotOwner if the record is neither a PROCESSING nor a CONSUMED record held by
+	// owner: marking owner's own CONSUMED record again succeeds, so that a MarkConsumed retried
+	// after the store applied it but its answer was lost does not report a lost lease.
 	MarkConsumed(ctx context.Context, key Key, owner string, retention time.Duration) error
 	// Release deletes owner's PROCESSING record so the next delivery can process the key.
-	// It returns ErrNotOwner if the record is not a PROCESSING record held by owner.
+	// It returns ErrNotOwner if the key holds a record that is not a PROCESSING record held by
+	// owner; a key that holds no record is free already, and Release succeeds (a Release retried
+	// after its answer was lost finds it so).
 	Release(ctx context.Context, key Key, owner string) error
 }
 

@@ -317,3 +317,12 @@ func (a *Admin) clusterMasters(ctx context.Context, cluster string) ([]string, e
 	sort.Strings(masters)
 	return masters, nil
 }
+
+// brokerAnswers reports whether the broker at addr answers a request about topic (its first
+// queue's maximum offset) within a second; any answer counts, an error code included.
+func (a *Admin) brokerAnswers(ctx context.Context, addr, topic string) bool {
+	c := a.client
+	c.Timeout = time.Second
+	_, err := c.Invoke(ctx, addr, remoting.CodeGetMaxOffset, map[string]string{"topic": topic, "queueId": "0"}, nil)
+	return err == nil
+}

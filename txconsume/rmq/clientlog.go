@@ -3,8 +3,10 @@ package rmq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +51,24 @@ func unregisterClientLogger(c *Consumer) {
 		if x == c {
 			clientLog.consumers = append(clientLog.consumers[:i], clientLog.consumers[i+1:]...)
 			return
+		}
+	}
+}
+
+// connectionClosed hands the remote address of a connection the client closed to the recovery of
+// every running Consumer (connections are not tied to a group).
+func connectionClosed(fields map[string]interface{}) {
+	remote, ok := fields["remoteAddr"]
+	if !ok || remote == nil {
+		return
+	}
+	addr := fmt.Sprint(remote)
+	clientLog.mu.Lock()
+	consumers := slices.Clone(clientLog.consumers)
+	clientLog.mu.Unlock()
+	for _, c := range consumers {
+		if r := c.recov.Load(); r != nil {
+			r.connectionClosed(addr)
 		}
 	}
 }
@@ -117,6 +137,10 @@ func parseClientLevel(s string) (slog.Level, bool) {
 type clientLogger struct{}
 
 func (clientLogger) log(level slog.Level, msg string, fields map[string]interface{}) {
+	if msg == clientConnClosed {
+		// Whatever the level: the client writes it at debug level when the peer closed cleanly.
+		connectionClosed(fields)
+	}
 	if level < slog.Level(clientLog.level.Load()) {
 		return
 	}

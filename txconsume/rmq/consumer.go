@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
@@ -35,7 +36,9 @@ const (
 
 // Consumer owns a RocketMQ push consumer that feeds a Processor, and shuts it down without cutting
 // transactions short: the client's own Shutdown returns while callbacks still run, and their results
-// are then thrown away.
+// are then thrown away. It also restarts the pulls from a broker whose connection closed as soon as
+// that broker answers again, where the client alone would wait up to 33s (see the package
+// documentation).
 type Consumer struct {
 	cfg      consumerConfig
 	p        Processor
@@ -43,14 +46,22 @@ type Consumer struct {
 	log      *slog.Logger
 	resolver *hostResolver
 	admin    *Admin
+	alloc    *allocator
 
-	mu       sync.Mutex
-	state    state
-	inflight int
-	push     rocketmq.PushConsumer
-	idle     chan struct{} // closed when draining and no delivery is in flight
-	released chan struct{} // closed after the client shut down: held deliveries return
-	closed   chan struct{} // closed when Shutdown has finished
+	// recov restarts the pulls of a broker whose connection closed (see recovery.go); set while
+	// running.
+	recov atomic.Pointer[recovery]
+
+	mu        sync.Mutex
+	state     state
+	inflight  int
+	flights   map[*flight]struct{} // the deliveries in progress, for the stall warning
+	stopWatch chan struct{}        // closed at Shutdown: ends the stall watch
+	draining  chan struct{}        // closed when Shutdown begins: deliveries waiting out an outage end
+	push      rocketmq.PushConsumer
+	idle      chan struct{} // closed when draining and no delivery is in flight
+	released  chan struct{} // closed after the client shut down: held deliveries return
+	closed    chan struct{} // closed when Shutdown has finished
 
 	// abort cancels the context of in-flight deliveries when Shutdown's context ends first.
 	abortCtx context.Context
@@ -95,6 +106,8 @@ func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
 	}
 	cfg.listener.group = cfg.group
 	cfg.listener.orderly = cfg.orderly
+	draining := make(chan struct{})
+	cfg.listener.drain = draining
 	l, err := newListenerFromConfig(p, cfg.listener)
 	if err != nil {
 		return nil, err
@@ -104,6 +117,8 @@ func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
 		p:        p,
 		log:      cfg.listener.logger,
 		resolver: newHostResolver(cfg.nameServers, cfg.listener.logger.With(slog.String("group", cfg.group))),
+		alloc:    newAllocator(cfg.strategy),
+		draining: draining,
 		idle:     make(chan struct{}),
 		released: make(chan struct{}),
 		closed:   make(chan struct{}),
@@ -138,6 +153,7 @@ func (c *Consumer) clientOptions() []consumer.Option {
 		consumer.WithConsumeGoroutineNums(c.cfg.goroutines),
 		consumer.WithMaxReconsumeTimes(c.cfg.listener.maxReconsumeTimes),
 		consumer.WithConsumeFromWhere(c.cfg.fromWhere),
+		consumer.WithStrategy(c.alloc.allocate),
 	}
 	if !c.cfg.credentials.IsEmpty() {
 		opts = append(opts, consumer.WithCredentials(c.cfg.credentials))
@@ -215,6 +231,11 @@ func (c *Consumer) Start() error {
 	}
 	c.push = push
 	c.state = stateRunning
+	c.startRecovery()
+	if c.cfg.stallAfter > 0 {
+		c.stopWatch = make(chan struct{})
+		go c.watchStalls(c.stopWatch)
+	}
 	c.log.Info("rmq: consumer started", slog.String("group", c.cfg.group), slog.Bool("orderly", c.cfg.orderly))
 	return nil
 }
@@ -260,6 +281,7 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 		}
 	}
 	c.state = stateDraining
+	close(c.draining)
 	if c.inflight == 0 {
 		close(c.idle)
 	}
@@ -268,6 +290,10 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 
 	c.log.Info("rmq: consumer shutting down, waiting for in-flight deliveries",
 		slog.String("group", c.cfg.group), slog.Int("in_flight", inflight))
+	// No rebalance of the recovery may run from here on: it would take queues again.
+	if r := c.recov.Swap(nil); r != nil {
+		r.stop()
+	}
 	// Stop pulling; what was pulled already is held by consume.
 	c.push.Suspend()
 
@@ -297,6 +323,9 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.state = stateClosed
+	if c.stopWatch != nil {
+		close(c.stopWatch)
+	}
 	c.mu.Unlock()
 	close(c.released)
 	c.abort()
@@ -304,6 +333,45 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	unregisterClientLogger(c)
 	c.log.Info("rmq: consumer shut down", slog.String("group", c.cfg.group))
 	return errors.Join(errs...)
+}
+
+// startRecovery starts following the client's connections to the brokers (see recovery.go).
+func (c *Consumer) startRecovery() {
+	rb, ok := c.push.(rebalancer)
+	if !ok {
+		c.log.Warn("rmq: this client version has no Rebalance method: pulls stuck on a closed broker connection "+
+			"resume only after the client's 30s timeout", slog.String("group", c.cfg.group))
+		return
+	}
+	topics := make([]string, 0, len(c.cfg.subs)+1)
+	for _, s := range c.cfg.subs {
+		topics = append(topics, s.topic)
+	}
+	// The client subscribes every group to its retry topic too.
+	topics = append(topics, RetryTopic(c.cfg.group))
+	dir := &brokerDirectory{admin: c.admin, topics: topics}
+	var persist func()
+	if p, ok := c.push.(offsetPersister); ok {
+		persist = func() { _ = p.PersistConsumerOffset() }
+	}
+	r := newRecovery(&recovery{
+		persist:   persist,
+		alloc:     c.alloc,
+		rebalance: rb.Rebalance,
+		log:       c.log,
+		group:     c.cfg.group,
+		brokers:   dir.lookup,
+		answers:   c.admin.brokerAnswers,
+	})
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	dir.refresh(ctx)
+	cancel()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		dir.keepFresh(r.ctx)
+	}()
+	c.recov.Store(r)
 }
 
 // consume is the callback given to the client.
@@ -319,6 +387,7 @@ func (c *Consumer) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 		return consumer.ConsumeRetryLater, ErrShuttingDown
 	}
 	defer c.leave()
+	defer c.untrack(c.track(msgs))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.abortCtx, cancel)

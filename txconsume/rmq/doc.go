@@ -34,6 +34,11 @@
 //     (the CLI's "topic create").
 //   - Every log line names the group; a discard is one line with its reason; status mode's
 //     expected in-progress conflicts are debug lines.
+//   - A delivery that failed only because the database (or the status mode's store) could not be
+//     reached is run again in place until it answers, for up to WithOutageRetry, instead of
+//     spending a redelivery per attempt; the outage is logged when it begins and when it ends.
+//   - A delivery whose handler does not return (a database that stopped answering without closing
+//     its connections) is logged as stalled after WithStallWarning.
 //
 // # What the client does, and what this package does about it
 //
@@ -59,4 +64,14 @@
 //     to SetClientLogger's or the longest-running Consumer's; see SetClientLogger and
 //     SetClientLogLevel.
 //   - The client's name server resolver accepts IP addresses only; Consumer resolves host names.
+//   - When the client's connection to a broker closes (the broker crashed or restarted), each pull
+//     that was in flight on it waits out a fixed 30s timeout and its queue then pauses 3s: a broker
+//     back within seconds got no pull from the consumer for up to 33s. Consumer notices the closed
+//     connection, logs it, probes the broker, and once it answers restarts the pulls of its queues
+//     (two rebalances: one without them, one with them), so consumption resumes about a second
+//     after the broker is back. A custom allocation strategy must be given with
+//     WithAllocateStrategy for this to work.
+//   - A broker that restarted knows a group's consumers only after their next heartbeat (every
+//     30s), and until then the client's strategies allocate a consumer no queue at all; Consumer
+//     keeps the queues it held instead.
 package rmq

@@ -62,10 +62,11 @@ func OrderlyListener(p Processor, opts ...ListenerOption) ListenerFunc {
 }
 
 type listener struct {
-	p   Processor
-	bp  BatchProcessor // nil when p does not implement it
-	cfg listenerConfig
-	max int32 // the effective maximum of redeliveries; -1: unlimited
+	p      Processor
+	bp     BatchProcessor // nil when p does not implement it
+	cfg    listenerConfig
+	max    int32 // the effective maximum of redeliveries; -1: unlimited
+	outage outageLog
 }
 
 func newListener(p Processor, opts []ListenerOption, orderly bool) *listener {
@@ -111,7 +112,7 @@ func (l *listener) consumeConcurrently(ctx context.Context, msgs ...*primitive.M
 	if len(msgs) == 0 {
 		return consumer.ConsumeSuccess, nil
 	}
-	d := l.process(ctx, msgs, false)
+	d := l.processThroughOutage(ctx, msgs, false)
 	if d.err == nil {
 		return consumer.ConsumeSuccess, nil
 	}
@@ -131,7 +132,7 @@ func (l *listener) consumeOrderly(ctx context.Context, msgs ...*primitive.Messag
 	if len(msgs) == 0 {
 		return consumer.ConsumeSuccess, nil
 	}
-	d := l.process(ctx, msgs, true)
+	d := l.processThroughOutage(ctx, msgs, true)
 	if d.err == nil {
 		return consumer.ConsumeSuccess, nil
 	}

@@ -29,14 +29,16 @@ type listenerConfig struct {
 	logger            *slog.Logger
 	maxReconsumeTimes int32
 	onDeadLetter      func(context.Context, DeadLetter)
+	outageRetry       time.Duration
 
 	// Set by the constructors, not by options.
 	group   string // "" until known: then taken from the Processor or the client's callback context
 	orderly bool
+	drain   <-chan struct{} // closed when the Consumer starts shutting down; nil for a bare listener
 }
 
 func defaultListenerConfig() listenerConfig {
-	return listenerConfig{suspend: time.Second, logger: slog.Default(), maxReconsumeTimes: -1}
+	return listenerConfig{suspend: time.Second, logger: slog.Default(), maxReconsumeTimes: -1, outageRetry: DefaultOutageRetry}
 }
 
 func (l *listenerConfig) validate() error {
@@ -48,6 +50,9 @@ func (l *listenerConfig) validate() error {
 	}
 	if l.logger == nil {
 		return errors.New("rmq: nil logger")
+	}
+	if l.outageRetry < 0 {
+		return errOutageRetryNegative
 	}
 	if l.maxReconsumeTimes < -1 {
 		return fmt.Errorf("rmq: max reconsume times %d must be -1 (client default) or more", l.maxReconsumeTimes)
@@ -72,6 +77,8 @@ type consumerConfig struct {
 	credentials   primitive.Credentials
 	instanceName  string
 	fromWhere     consumer.ConsumeFromWhere
+	strategy      consumer.AllocateStrategy
+	stallAfter    time.Duration
 	clientOptions []consumer.Option
 }
 
@@ -80,6 +87,7 @@ func defaultConsumerConfig() consumerConfig {
 		listener:   defaultListenerConfig(),
 		goroutines: 20,
 		fromWhere:  consumer.ConsumeFromLastOffset,
+		stallAfter: DefaultStallWarning,
 	}
 }
 
@@ -104,6 +112,9 @@ func (c *consumerConfig) validate() error {
 	if c.batchSet && (c.batchMaxSize < 1 || c.batchMaxSize > 1024) {
 		errs = append(errs, fmt.Errorf("rmq: batch max size %d out of range [1, 1024]", c.batchMaxSize))
 	}
+	if c.stallAfter < 0 {
+		errs = append(errs, fmt.Errorf("rmq: stall warning %v must not be negative", c.stallAfter))
+	}
 	if c.goroutines < 1 {
 		errs = append(errs, fmt.Errorf("rmq: goroutines %d must be at least 1", c.goroutines))
 	}
@@ -121,6 +132,20 @@ type listenerOptionFunc func(*listenerConfig)
 
 func (f listenerOptionFunc) applyListener(l *listenerConfig) { f(l) }
 func (f listenerOptionFunc) applyConsumer(c *consumerConfig) { f(&c.listener) }
+
+// WithOutageRetry sets how long a delivery that failed only because the database (or the status
+// mode's store) could not be reached is run again in place, with a backoff of 100ms growing to 2s,
+// before it is handed back to the broker as a failure. Meanwhile no redelivery is spent (a database
+// outage would otherwise give messages up to the dead-letter topic at the pace of the retry delay),
+// the client hands out no more messages once every goroutine waits, and the outage is logged once
+// when it begins, every 30s, and when it ends instead of once per failed delivery. A Consumer's
+// Shutdown ends the waiting at once. Errors that count: network errors, a connection the driver
+// found broken, a server shutting down or killing the connection, and txconsume.ErrCommitUnknown
+// (the retry settles it: a Duplicate if the commit happened). 0 hands every failure back at once.
+// Default: DefaultOutageRetry (1m).
+func WithOutageRetry(d time.Duration) ListenerOption {
+	return listenerOptionFunc(func(l *listenerConfig) { l.outageRetry = d })
+}
 
 // WithRetryDelayLevel sets the broker delay level of a redelivery after a failed concurrent delivery
 // (level 1 = 1s, 2 = 5s, 3 = 10s, ... 18 = 2h; see DelayLevel). A handler's txconsume.RetryAfter(d, err)
@@ -254,6 +279,24 @@ func WithInstanceName(name string) Option {
 // txconsume, re-reading what an earlier instance already consumed costs duplicates, not effects.
 func WithConsumeFromWhere(w consumer.ConsumeFromWhere) Option {
 	return optionFunc(func(c *consumerConfig) { c.fromWhere = w })
+}
+
+// WithStallWarning sets after how long a delivery whose handler has not returned is logged as
+// stalled (at warning level, with its message id), and how often it is logged again while it stays
+// so. A handler waiting on a database that stopped answering without closing its connections
+// would otherwise hold the consumer without a word; set readTimeout and writeTimeout in the DSN to
+// have such queries fail instead. 0 turns the warning off. Default: DefaultStallWarning (1m).
+func WithStallWarning(d time.Duration) Option {
+	return optionFunc(func(c *consumerConfig) { c.stallAfter = d })
+}
+
+// WithAllocateStrategy sets how the queues of a topic are shared among the consumers of the
+// group, for example consumer.AllocateByAveragelyCircle. Give it here rather than as
+// consumer.WithStrategy in WithClientOptions: the Consumer wraps the strategy to restart the pulls
+// of a broker that comes back after its connection closed (see Consumer), and a strategy given to
+// the client directly replaces that wrapper. Default: consumer.AllocateByAveragely (the client's).
+func WithAllocateStrategy(s consumer.AllocateStrategy) Option {
+	return optionFunc(func(c *consumerConfig) { c.strategy = s })
 }
 
 // WithClientOptions passes further options to the client's push consumer (namespace, TLS, pull

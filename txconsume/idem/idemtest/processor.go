@@ -442,6 +442,36 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		require.Equal(t, 2, r.effects())
 	})
 
+	t.Run("TransitionAnswersLost", func(t *testing.T) {
+		// The store applies MarkConsumed (or, after a failed handler, Release) but its answer is
+		// lost: the connection dropped after the command, the server restarted. The Processor
+		// retries the transition, which must find it done rather than report a lost lease.
+		for _, handlerFails := range []bool{false, true} {
+			r := newRig(t, setup)
+			s := &loseFirstAnswer{Store: newStore(t, r.b)}
+			p := r.processorOn(s, func(ctx context.Context, msg *txconsume.Message) error {
+				if handlerFails {
+					return errors.New("handler failed")
+				}
+				return r.effect(ctx, msg)
+			})
+			res, err := p.Process(ctx, message(msgID))
+			require.Equal(t, 1, s.lostAnswers(), "the store's first answer was lost")
+			require.Zero(t, r.logs.count(slog.LevelWarn), "a transition that happened is not reported as failed")
+			if handlerFails {
+				require.Error(t, err)
+				// Released: the next delivery runs the handler at once, not after the TTL.
+				res, err = r.processor(r.effect).Process(ctx, message(msgID))
+			}
+			require.NoError(t, err)
+			require.Equal(t, txconsume.Applied, res)
+			require.Equal(t, 1, r.effects())
+			res, err = r.processor(r.effect).Process(ctx, message(msgID))
+			require.NoError(t, err)
+			require.Equal(t, txconsume.Duplicate, res)
+		}
+	})
+
 	t.Run("SixteenGoroutinesOneKeyRunHandlerOnce", func(t *testing.T) {
 		r := newRig(t, setup)
 		const n = 16
@@ -553,4 +583,38 @@ func eventuallyApplied(t *testing.T, p *idem.Processor) {
 		require.NoError(c, err)
 		require.Equal(c, txconsume.Applied, res)
 	}, waitFor, pollInterval)
+}
+
+// loseFirstAnswer is a store whose first MarkConsumed or Release is applied but answers with an
+// error, as when the connection drops after the server executed the command.
+type loseFirstAnswer struct {
+	idem.Store
+	mu   sync.Mutex
+	lost int
+}
+
+var errAnswerLost = errors.New("connection lost after the command was sent")
+
+func (s *loseFirstAnswer) loseOnce(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.lost == 0 {
+		s.lost++
+		return errAnswerLost
+	}
+	return err
+}
+
+func (s *loseFirstAnswer) lostAnswers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
+}
+
+func (s *loseFirstAnswer) MarkConsumed(ctx context.Context, key idem.Key, owner string, retention time.Duration) error {
+	return s.loseOnce(s.Store.MarkConsumed(ctx, key, owner, retention))
+}
+
+func (s *loseFirstAnswer) Release(ctx context.Context, key idem.Key, owner string) error {
+	return s.loseOnce(s.Store.Release(ctx, key, owner))
 }

@@ -115,15 +115,19 @@ func runStore(t *testing.T, setup func(t *testing.T) Backend) {
 		requireState(t, s, key, idem.InProgress) // still o's
 
 		require.NoError(t, s.MarkConsumed(ctx, key, o, time.Hour))
-		// A CONSUMED record is final: its own owner can neither release nor re-mark it.
+		// A CONSUMED record is final: its own owner cannot release it, and another cannot mark it.
+		// Its own owner marking it again succeeds and changes nothing: that is a MarkConsumed
+		// retried after the store applied it but its answer was lost.
 		require.ErrorIs(t, s.Release(ctx, key, o), idem.ErrNotOwner)
-		require.ErrorIs(t, s.MarkConsumed(ctx, key, o, time.Hour), idem.ErrNotOwner)
+		require.ErrorIs(t, s.MarkConsumed(ctx, key, other, time.Hour), idem.ErrNotOwner)
+		require.NoError(t, s.MarkConsumed(ctx, key, o, time.Hour))
 		requireState(t, s, key, idem.Consumed)
 
-		// Transitions on a key nobody holds fail the same way.
+		// A key nobody holds cannot be marked. Releasing it succeeds: the key is free, which is
+		// what a Release retried after its answer was lost finds.
 		absent := idem.Key{Group: "g", Topic: "orders", ID: "never-acquired"}
 		require.ErrorIs(t, s.MarkConsumed(ctx, absent, o, time.Hour), idem.ErrNotOwner)
-		require.ErrorIs(t, s.Release(ctx, absent, o), idem.ErrNotOwner)
+		require.NoError(t, s.Release(ctx, absent, o))
 		mustAcquire(t, s, absent, owner(), longTTL)
 	})
 
