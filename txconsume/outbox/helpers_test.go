@@ -1,0 +1,176 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/txconsume/txconsume/internal/testenv"
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume/outbox"
+)
+
+// The RocketMQ client leaves goroutines of its own behind after Shutdown; every relay a test
+// starts must have returned by the end.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+}
+
+// newDB returns a pool on a fresh database with txconsume's schema.
+func newDB(t *testing.T) (*sqlx.DB, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs MySQL (run without -short)")
+	}
+	dsn := testenv.MySQLDSN(t)
+	db := testenv.OpenMySQL(t, dsn)
+	require.NoError(t, migrations.Up(context.Background(), db.DB))
+	return db, dsn
+}
+
+// newProducer starts a producer on the test's broker with the outbox's queue selector (or the
+// options given instead).
+func newProducer(t *testing.T, mq *testenv.RocketMQ, opts ...producer.Option) rocketmq.Producer {
+	t.Helper()
+	if len(opts) == 0 {
+		opts = []producer.Option{producer.WithQueueSelector(outbox.QueueSelector())}
+	}
+	opts = append([]producer.Option{
+		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
+		producer.WithGroupName(testenv.UniqueName(t, "p")),
+		producer.WithRetry(1),
+	}, opts...)
+	p, err := rocketmq.NewProducer(opts...)
+	require.NoError(t, err)
+	require.NoError(t, p.Start())
+	t.Cleanup(func() { _ = p.Shutdown() })
+	return p
+}
+
+// sends records what the relays' OnSend hooks report.
+type sends struct {
+	mu     sync.Mutex
+	all    []outbox.Send
+	byID   map[string][]placement // every time an id was stored by the broker
+	failed int
+	notify chan struct{}
+}
+
+// placement is where the broker stored one copy of a message.
+type placement struct {
+	relay  string
+	queue  int
+	offset int64
+}
+
+func newSends() *sends {
+	return &sends{byID: map[string][]placement{}, notify: make(chan struct{}, 1)}
+}
+
+// hook returns an OnSend hook that records the sends of the relay named relay.
+func (s *sends) hook(relay string) func(context.Context, outbox.Send) {
+	return func(_ context.Context, snd outbox.Send) {
+		s.mu.Lock()
+		s.all = append(s.all, snd)
+		if snd.Err != nil {
+			s.failed++
+		} else {
+			for i, id := range snd.IDs {
+				s.byID[id] = append(s.byID[id], placement{relay: relay, queue: snd.Result.MessageQueue.QueueId,
+					offset: snd.Result.QueueOffset + int64(i)})
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *sends) copies(id string) []placement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]placement(nil), s.byID[id]...)
+}
+
+func (s *sends) distinct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+func (s *sends) failures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
+// runRelay runs r until the test ends (or stop is called) and returns stop, which cancels Run
+// and returns its error.
+func runRelay(t *testing.T, r *outbox.Relay) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(60 * time.Second):
+				err = fmt.Errorf("relay did not stop within 60s")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// enqueue enqueues msgs in one committed transaction.
+func enqueue(t *testing.T, db *sqlx.DB, msgs ...outbox.Message) {
+	t.Helper()
+	tx, err := db.Beginx()
+	require.NoError(t, err)
+	require.NoError(t, outbox.Enqueue(context.Background(), tx, msgs...))
+	require.NoError(t, tx.Commit())
+}
+
+// pendingIDs returns the message ids of the rows in the outbox table, in id order.
+func pendingIDs(t *testing.T, db *sqlx.DB) []string {
+	t.Helper()
+	var ids []string
+	require.NoError(t, db.Select(&ids, "SELECT msg_id FROM txconsume_outbox WHERE sent_at IS NULL ORDER BY id"))
+	return ids
+}
+
+func countRows(t *testing.T, db *sqlx.DB, where string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.Get(&n, "SELECT COUNT(*) FROM txconsume_outbox WHERE "+where))
+	return n
+}
+
+// eventually polls cond until it holds; the bound is about liveness, not speed.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: not done after 90s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,623 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/jmoiron/sqlx"
+)
+
+// Producer is what a Relay needs from a RocketMQ producer. rocketmq.Producer
+// (github.com/apache/rocketmq-client-go/v2) satisfies it; create it with
+// producer.WithQueueSelector(QueueSelector()) and Start it before Run (see QueueSelector).
+type Producer interface {
+	SendSync(ctx context.Context, msgs ...*primitive.Message) (*primitive.SendResult, error)
+}
+
+// ErrProducerSelector is returned by Run when the producer chose a queue without QueueSelector,
+// which breaks the order of sharding keys. The messages of that one send reached the broker.
+var ErrProducerSelector = errors.New("outbox: the relay's producer does not select queues with outbox.QueueSelector; " +
+	"create it with producer.WithQueueSelector(outbox.QueueSelector())")
+
+// Relay publishes the messages of the outbox table to RocketMQ. Run as many relays as you like,
+// in one process or many, on one database: they share the work without sending a row twice in
+// normal operation, and keep each sharding key's messages in order. See the package
+// documentation for how a round works and what is guaranteed.
+type Relay struct {
+	db      *sqlx.DB
+	prod    Producer
+	cfg     relayConfig
+	wake    chan struct{}
+	running atomic.Bool
+
+	// Used by Run's goroutine only.
+	queues      map[string]int // topic -> queue count, as the selector last saw it
+	backoff     map[string]*topicBackoff
+	roundErrs   int
+	lastStatus  time.Time
+	lastCleanup time.Time
+}
+
+type topicBackoff struct {
+	failures int
+	delay    time.Duration
+	until    time.Time
+}
+
+// NewRelay returns a relay that publishes the outbox table of db through p. The schema of
+// package migrations must be applied.
+func NewRelay(db *sqlx.DB, p Producer, opts ...RelayOption) (*Relay, error) {
+	if db == nil {
+		return nil, errors.New("outbox: NewRelay: nil db")
+	}
+	if p == nil {
+		return nil, errors.New("outbox: NewRelay: nil producer")
+	}
+	cfg := defaultRelayConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.errs) > 0 {
+		return nil, errors.Join(cfg.errs...)
+	}
+	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1)}, nil
+}
+
+// Run publishes until ctx ends, then finishes the round in progress (the messages already sent
+// are recorded as sent, the rest released for the next relay) and returns nil. It returns an
+// error at once when the server lacks SKIP LOCKED (ErrServerTooOld) or the schema is missing,
+// and later only for ErrProducerSelector. A broker or database that fails is not an error: the
+// relay logs it, backs off and tries again, keeping every row until the broker has it.
+//
+// A Relay runs once at a time; Run may be called again after it returned.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("outbox: Relay.Run: already running")
+	}
+	defer r.running.Store(false)
+	version, err := checkServer(ctx, r.db)
+	if err != nil {
+		return err
+	}
+	var shards int
+	if err := r.db.GetContext(ctx, &shards, "SELECT COUNT(*) FROM "+shardTable); err != nil {
+		return fmt.Errorf("outbox: reading %s (apply the migrations first): %w", shardTable, err)
+	}
+	if shards != shardCount {
+		return fmt.Errorf("outbox: %s has %d rows, want %d: the outbox schema is damaged", shardTable, shards, shardCount)
+	}
+	r.queues = map[string]int{}
+	r.backoff = map[string]*topicBackoff{}
+	r.cfg.logger.InfoContext(ctx, "outbox: relay started", slog.String("server", version),
+		slog.Int("batch_size", r.cfg.batchSize), slog.Duration("poll_interval", r.cfg.pollInterval),
+		slog.Duration("retention", r.cfg.retention))
+
+	registerRelay(r)
+	defer unregisterRelay(r)
+
+	hot := hotFirst // rows may be waiting already
+	for {
+		if ctx.Err() != nil {
+			r.cfg.logger.InfoContext(ctx, "outbox: relay stopped")
+			return nil
+		}
+		res, err := r.round(ctx)
+		switch {
+		case errors.Is(err, ErrProducerSelector):
+			r.cfg.logger.ErrorContext(ctx, "outbox: relay stops", slog.Any("error", err))
+			return err
+		case err != nil && ctx.Err() == nil:
+			r.roundErrs++
+			d := backoffDelay(r.cfg.backoffMin, r.cfg.backoffMax, r.roundErrs)
+			r.cfg.logger.WarnContext(ctx, "outbox: relay round failed; the rows stay pending", slog.Any("error", err),
+				slog.Int("failures", r.roundErrs), slog.Duration("retry_in", d))
+			sleepCtx(ctx, d)
+			continue
+		case err == nil && r.roundErrs > 0:
+			r.cfg.logger.InfoContext(ctx, "outbox: relay rounds work again", slog.Int("after_failures", r.roundErrs))
+			r.roundErrs = 0
+		}
+		r.maintain(ctx)
+		if res.again {
+			continue
+		}
+		wait := r.cfg.pollInterval
+		if hot > 0 {
+			wait = min(wait, hot)
+			hot = nextHot(hot)
+		}
+		if d, ok := r.nextBackoffEnd(); ok {
+			wait = min(wait, d)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+			hot = hotFirst
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// After a wake-up, an idle relay looks again after 1, 2, 4, ... 128 ms: the Enqueue that woke it
+// ran before its transaction committed.
+const (
+	hotFirst = time.Millisecond
+	hotLast  = 128 * time.Millisecond
+)
+
+func nextHot(d time.Duration) time.Duration {
+	if d >= hotLast {
+		return 0
+	}
+	return 2 * d
+}
+
+// roundResult says what a round did.
+type roundResult struct {
+	sent  int  // messages the broker stored
+	again bool // start the next round at once: this one was full, or must be regrouped
+}
+
+// maxRoundBytes bounds the messages one round holds in memory.
+const maxRoundBytes = 16 << 20
+
+type candidate struct {
+	ID    uint64 `db:"id"`
+	Shard int    `db:"shard"`
+	Size  int    `db:"size"`
+}
+
+// round publishes up to one batch of pending rows:
+//
+//  1. it reads the oldest pending rows' ids and shards (a plain read, no locks), leaving out
+//     topics in backoff;
+//  2. in a READ COMMITTED transaction, it locks the shards of those rows that no other relay
+//     holds (FOR UPDATE SKIP LOCKED), then locks those shards' rows among them that are still
+//     pending;
+//  3. it sends them, grouped by topic and queue, in id order;
+//  4. it deletes the rows the broker stored (or marks them sent), checking that exactly those
+//     rows changed, and commits, which releases the shards.
+//
+// A crash anywhere before the commit rolls the transaction back: the rows stay pending and are
+// sent again, under the same ids.
+func (r *Relay) round(ctx context.Context) (roundResult, error) {
+	var res roundResult
+	cands, err := r.candidates(ctx)
+	if err != nil || len(cands) == 0 {
+		return res, err
+	}
+	// From here on the round ends by itself even when ctx ends: its transaction must not be
+	// rolled back by the context after messages were sent (database/sql rolls back a
+	// transaction whose context ends), and what was sent must be recorded.
+	work := context.WithoutCancel(ctx)
+	tx, err := r.db.BeginTxx(work, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return res, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // no-op after Commit
+
+	locked, err := lockShards(work, tx, cands)
+	if err != nil {
+		return res, err
+	}
+	var ids []uint64
+	bytes := 0
+	for _, c := range cands {
+		if !locked[c.Shard] {
+			continue
+		}
+		if len(ids) > 0 && bytes+c.Size > maxRoundBytes {
+			res.again = true
+			break
+		}
+		ids = append(ids, c.ID)
+		bytes += c.Size
+	}
+	if len(ids) == 0 {
+		return res, nil // other relays hold every shard in view
+	}
+	rows, err := lockRows(work, tx, ids)
+	if err != nil {
+		return res, err
+	}
+	var sent []uint64
+	var sendErr error
+	for _, g := range r.groups(rows) {
+		if ctx.Err() != nil {
+			break // shutting down: what is not sent yet is released by the commit
+		}
+		ok, regroup, err := r.sendGroup(ctx, g, &sent)
+		if err != nil {
+			sendErr = err // ErrProducerSelector: record what was sent, then stop
+			break
+		}
+		if regroup {
+			res.again = true
+		}
+		if !ok {
+			// Stop at the first failure: with the broker down every send would wait out its
+			// timeout while the shards stay locked. The other topics go in the next round.
+			res.again = true
+			break
+		}
+	}
+	if len(sent) > 0 {
+		if err := r.markSent(work, tx, sent); err != nil {
+			return res, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("commit after sending %d messages (they will be sent again): %w", len(sent), err)
+	}
+	res.sent = len(sent)
+	if res.sent > 0 && len(cands) == r.cfg.batchSize {
+		res.again = true
+	}
+	return res, sendErr
+}
+
+// candidates returns the ids, shards and sizes of the oldest pending rows, in id order, leaving
+// out topics whose sends are backing off.
+func (r *Relay) candidates(ctx context.Context) ([]candidate, error) {
+	q := "SELECT id, shard, size FROM " + Table + " WHERE sent_at IS NULL"
+	var args []any
+	now := time.Now()
+	for topic, b := range r.backoff {
+		if b.until.After(now) {
+			args = append(args, topic)
+		}
+	}
+	if len(args) > 0 {
+		q += " AND topic NOT IN (" + placeholders(len(args)) + ")"
+	}
+	q += " ORDER BY id LIMIT ?"
+	args = append(args, r.cfg.batchSize)
+	var cands []candidate
+	if err := r.db.SelectContext(ctx, &cands, q, args...); err != nil {
+		return nil, fmt.Errorf("read pending rows: %w", err)
+	}
+	return cands, nil
+}
+
+// lockShards locks the shards of cands that no other transaction holds and returns them.
+func lockShards(ctx context.Context, tx *sqlx.Tx, cands []candidate) (map[int]bool, error) {
+	var shards []any
+	seen := map[int]bool{}
+	for _, c := range cands {
+		if !seen[c.Shard] {
+			seen[c.Shard] = true
+			shards = append(shards, c.Shard)
+		}
+	}
+	var got []int
+	err := tx.SelectContext(ctx, &got, "SELECT shard FROM "+shardTable+" WHERE shard IN ("+placeholders(len(shards))+
+		") FOR UPDATE SKIP LOCKED", shards...)
+	if err != nil {
+		return nil, fmt.Errorf("lock shards: %w", err)
+	}
+	locked := make(map[int]bool, len(got))
+	for _, s := range got {
+		locked[s] = true
+	}
+	return locked, nil
+}
+
+// lockRows locks and reads the rows of ids that are still pending: another relay may have sent
+// some since the candidates were read.
+func lockRows(ctx context.Context, tx *sqlx.Tx, ids []uint64) ([]row, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	var rows []row
+	err := tx.SelectContext(ctx, &rows, "SELECT id, msg_id, topic, tags, msg_keys, sharding_key, shard, properties, body, size FROM "+
+		Table+" WHERE id IN ("+placeholders(len(ids))+") AND sent_at IS NULL ORDER BY id FOR UPDATE", args...)
+	if err != nil {
+		return nil, fmt.Errorf("lock pending rows: %w", err)
+	}
+	return rows, nil
+}
+
+// markSent deletes the sent rows, or marks them sent when they are kept, and fails unless
+// every one of them changed: the rows are locked by this transaction, so a difference means
+// something outside the relays changed them, and the commit must not pretend otherwise.
+func (r *Relay) markSent(ctx context.Context, tx *sqlx.Tx, ids []uint64) error {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	q := "DELETE FROM " + Table + " WHERE id IN (" + placeholders(len(ids)) + ")"
+	if r.cfg.retention > 0 {
+		q = "UPDATE " + Table + " SET sent_at = UTC_TIMESTAMP(6) WHERE id IN (" + placeholders(len(ids)) + ") AND sent_at IS NULL"
+	}
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("record %d sent messages (they will be sent again): %w", len(ids), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("record %d sent messages: %w", len(ids), err)
+	}
+	if n != int64(len(ids)) {
+		return fmt.Errorf("recording %d sent messages changed %d rows: rows locked by this relay were changed by someone else; rolled back", len(ids), n)
+	}
+	return nil
+}
+
+// group is rows of one topic that go to one queue, in id order.
+type group struct {
+	topic string
+	plan  queuePlan
+	rows  []row
+}
+
+type groupKey struct {
+	topic string
+	keyed bool
+	slot  uint32
+}
+
+// groups splits rows (in id order) into sends: rows with a sharding key by the queue the key
+// goes to, when the topic's queue count is known, or by the key's hash until it is (the first
+// send to a topic learns it); rows without one all together.
+func (r *Relay) groups(rows []row) []*group {
+	var out []*group
+	byKey := map[groupKey]*group{}
+	for _, rw := range rows {
+		k := groupKey{topic: rw.Topic}
+		p := queuePlan{}
+		if rw.ShardingKey != "" {
+			h := keyHash(rw.ShardingKey)
+			k.keyed, p.keyed = true, true
+			if n := r.queues[rw.Topic]; n > 0 {
+				k.slot, p.queues, p.index = h%uint32(n), n, int(h%uint32(n))
+			} else {
+				k.slot, p.hash = h, h
+			}
+		}
+		g := byKey[k]
+		if g == nil {
+			g = &group{topic: rw.Topic, plan: p}
+			byKey[k] = g
+			out = append(out, g)
+		}
+		g.rows = append(g.rows, rw)
+	}
+	return out
+}
+
+// sendGroup sends g in chunks of at most maxBatchBytes and appends the ids of the stored rows to
+// sent. ok is false when a send failed; regroup is true when the topic's queue count changed
+// under the grouping. It stops at the first send that did not store, so that a key's later
+// messages never overtake its earlier ones. err is ErrProducerSelector.
+func (r *Relay) sendGroup(ctx context.Context, g *group, sent *[]uint64) (ok, regroup bool, err error) {
+	for start := 0; start < len(g.rows); {
+		end, bytes := start, 0
+		for end < len(g.rows) && (end == start || bytes+g.rows[end].Size <= r.cfg.maxBatchBytes) {
+			bytes += g.rows[end].Size
+			end++
+		}
+		chunk := g.rows[start:end]
+		start = end
+		msgs := make([]*primitive.Message, len(chunk))
+		ids := make([]string, len(chunk))
+		for i := range chunk {
+			m, err := chunk[i].message()
+			if err != nil {
+				// Enqueue wrote the properties, so this is a damaged row: say which.
+				return false, false, fmt.Errorf("outbox: row %d (message %s): %w", chunk[i].ID, chunk[i].MsgID, err)
+			}
+			msgs[i], ids[i] = m, chunk[i].MsgID
+		}
+		p := &pick{queuePlan: g.plan}
+		placeholder := p.register(g.topic)
+		msgs[0].Queue = placeholder
+		began := time.Now()
+		res, sendErr := r.prod.SendSync(context.WithoutCancel(ctx), msgs...)
+		took := time.Since(began)
+		unregister(placeholder)
+		seen, chosen, refused := p.result()
+		if seen > 0 {
+			r.queues[g.topic] = seen
+		}
+		if sendErr == nil && res == nil {
+			sendErr = errors.New("producer returned no result")
+		}
+		if r.cfg.hooks.OnSend != nil {
+			s := Send{Topic: g.topic, IDs: ids, Err: sendErr, Duration: took}
+			if sendErr == nil {
+				s.Result = res
+			}
+			r.cfg.hooks.OnSend(ctx, s)
+		}
+		switch {
+		case refused:
+			r.cfg.logger.InfoContext(ctx, "outbox: topic's queue count changed; regrouping", slog.String("topic", g.topic),
+				slog.Int("queues", seen), slog.Int("grouped_for", g.plan.queues))
+			return true, true, nil
+		case sendErr != nil:
+			r.sendFailed(ctx, g.topic, len(chunk), seen, sendErr)
+			return false, false, nil
+		case seen == 0 || chosen == nil:
+			*sent = append(*sent, rowIDs(chunk)...)
+			return false, false, ErrProducerSelector
+		}
+		if res.Status != primitive.SendOK {
+			// Stored, but not flushed or replicated in time: the broker has the messages.
+			r.cfg.logger.WarnContext(ctx, "outbox: broker stored messages with a warning", slog.String("topic", g.topic),
+				slog.Int("messages", len(chunk)), slog.Int("status", int(res.Status)))
+		}
+		*sent = append(*sent, rowIDs(chunk)...)
+		r.sendWorked(ctx, g.topic)
+	}
+	return true, false, nil
+}
+
+func (r *Relay) sendFailed(ctx context.Context, topic string, n, seen int, err error) {
+	b := r.backoff[topic]
+	if b == nil {
+		b = &topicBackoff{}
+		r.backoff[topic] = b
+	}
+	b.failures++
+	b.delay = backoffDelay(r.cfg.backoffMin, r.cfg.backoffMax, b.failures)
+	b.until = time.Now().Add(b.delay)
+	attrs := []any{slog.String("topic", topic), slog.Int("messages", n), slog.Any("error", err),
+		slog.Int("failures", b.failures), slog.Duration("retry_in", b.delay)}
+	if seen == 0 && strings.Contains(err.Error(), "route info not found") {
+		attrs = append(attrs, slog.String("hint", "the topic may not exist, or the producer is not created with producer.WithQueueSelector(outbox.QueueSelector())"))
+	}
+	r.cfg.logger.WarnContext(ctx, "outbox: send failed; the messages stay pending", attrs...)
+}
+
+func (r *Relay) sendWorked(ctx context.Context, topic string) {
+	if b := r.backoff[topic]; b != nil {
+		r.cfg.logger.InfoContext(ctx, "outbox: sends work again", slog.String("topic", topic), slog.Int("after_failures", b.failures))
+		delete(r.backoff, topic)
+	}
+}
+
+// nextBackoffEnd returns how long until the first topic in backoff may be tried again.
+func (r *Relay) nextBackoffEnd() (time.Duration, bool) {
+	var first time.Time
+	for _, b := range r.backoff {
+		if first.IsZero() || b.until.Before(first) {
+			first = b.until
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return max(0, time.Until(first)), true
+}
+
+// maintain reports the status and deletes old kept rows, when they are due.
+func (r *Relay) maintain(ctx context.Context) {
+	now := time.Now()
+	if r.cfg.hooks.OnStatus != nil && now.Sub(r.lastStatus) >= r.cfg.statusInterval {
+		r.lastStatus = now
+		if st, err := Status(ctx, r.db); err != nil {
+			r.cfg.logger.WarnContext(ctx, "outbox: status query failed", slog.Any("error", err))
+		} else {
+			r.cfg.hooks.OnStatus(ctx, st)
+		}
+	}
+	if r.cfg.retention > 0 && now.Sub(r.lastCleanup) >= cleanupInterval(r.cfg.retention) {
+		n, more, err := deleteSentBatch(ctx, r.db, r.cfg.retention, r.cfg.cleanupBatch)
+		if err != nil {
+			r.cfg.logger.WarnContext(ctx, "outbox: cleanup of sent rows failed", slog.Any("error", err))
+		}
+		if n > 0 {
+			r.cfg.logger.DebugContext(ctx, "outbox: deleted sent rows past the retention", slog.Int64("rows", n))
+		}
+		if !more {
+			// Deleting one batch per loop keeps sends going while a backlog of old rows is
+			// deleted; once it is gone, look again only after a while.
+			r.lastCleanup = now
+		}
+	}
+}
+
+// cleanupInterval is how often a relay looks for kept rows past their retention.
+func cleanupInterval(retention time.Duration) time.Duration {
+	return min(max(retention/10, time.Second), time.Minute)
+}
+
+// message builds the RocketMQ message of a stored row.
+func (rw *row) message() (*primitive.Message, error) {
+	props := map[string]string{}
+	if len(rw.Properties) > 0 {
+		if err := json.Unmarshal(rw.Properties, &props); err != nil {
+			return nil, fmt.Errorf("decode properties: %w", err)
+		}
+	}
+	set := func(k, v string) {
+		if v != "" {
+			props[k] = v
+		}
+	}
+	set(primitive.PropertyTags, rw.Tags)
+	set(primitive.PropertyKeys, rw.Keys)
+	set(primitive.PropertyShardingKey, rw.ShardingKey)
+	// The client keeps a UNIQ_KEY that is set, on retries and in batches alike.
+	set(primitive.PropertyUniqueClientMessageIdKeyIndex, rw.MsgID)
+	m := primitive.NewMessage(rw.Topic, rw.Body)
+	m.WithProperties(props)
+	return m, nil
+}
+
+func rowIDs(rows []row) []uint64 {
+	ids := make([]uint64, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].ID
+	}
+	return ids
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// backoffDelay is a random duration in [d/2, d) for d = min(maxDelay, minDelay*2^(failures-1)):
+// relays that failed together do not retry together.
+func backoffDelay(minDelay, maxDelay time.Duration, failures int) time.Duration {
+	d := minDelay
+	for i := 1; i < failures && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// The relays running in this process, woken by Enqueue.
+var relays struct {
+	mu  sync.Mutex
+	set map[*Relay]struct{}
+}
+
+func registerRelay(r *Relay) {
+	relays.mu.Lock()
+	defer relays.mu.Unlock()
+	if relays.set == nil {
+		relays.set = map[*Relay]struct{}{}
+	}
+	relays.set[r] = struct{}{}
+}
+
+func unregisterRelay(r *Relay) {
+	relays.mu.Lock()
+	defer relays.mu.Unlock()
+	delete(relays.set, r)
+}
+
+func wakeRelays() {
+	relays.mu.Lock()
+	defer relays.mu.Unlock()
+	for r := range relays.set {
+		select {
+		case r.wake <- struct{}{}:
+		default: // already woken
+		}
+	}
+}
