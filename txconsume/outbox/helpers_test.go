@@ -3,6 +3,8 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -120,13 +123,24 @@ func (s *sends) failures() int {
 func runRelay(t *testing.T, r *outbox.Relay) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	wait := startRelay(t, ctx, r)
+	return func() error {
+		cancel()
+		return wait()
+	}
+}
+
+// startRelay runs r until ctx ends or the test ends and returns wait, which waits for Run to
+// return and returns its error.
+func startRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (wait func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	var once sync.Once
 	var err error
-	stop = func() error {
+	wait = func() error {
 		once.Do(func() {
-			cancel()
 			select {
 			case err = <-done:
 			case <-time.After(60 * time.Second):
@@ -135,8 +149,11 @@ func runRelay(t *testing.T, r *outbox.Relay) (stop func() error) {
 		})
 		return err
 	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	t.Cleanup(func() {
+		cancel()
+		_ = wait()
+	})
+	return wait
 }
 
 // enqueue enqueues msgs in one committed transaction.
@@ -173,4 +190,40 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// dsnOf returns the DSN of db's database, to open a second pool on it.
+func dsnOf(t *testing.T, db *sqlx.DB) string {
+	t.Helper()
+	var name string
+	require.NoError(t, db.Get(&name, "SELECT DATABASE()"))
+	cfg, err := mysql.ParseDSN(testenv.MySQLBaseDSN(t))
+	require.NoError(t, err)
+	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+// killTransactions kills the connections with an open transaction in db's database (other
+// than db's own session) and returns how many it killed.
+func killTransactions(t *testing.T, db *sqlx.DB) int {
+	t.Helper()
+	var ids []int64
+	require.NoError(t, db.Select(&ids, `SELECT t.trx_mysql_thread_id FROM information_schema.innodb_trx t
+		JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+		WHERE p.db = DATABASE() AND p.id <> CONNECTION_ID()`))
+	for _, id := range ids {
+		_, err := db.Exec("KILL " + strconv.FormatInt(id, 10))
+		require.NoError(t, err)
+	}
+	return len(ids)
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
 }

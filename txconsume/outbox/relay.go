@@ -70,7 +70,8 @@ func NewRelay(db *sqlx.DB, p Producer, opts ...RelayOption) (*Relay, error) {
 	if len(cfg.errs) > 0 {
 		return nil, errors.Join(cfg.errs...)
 	}
-	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1)}, nil
+	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1),
+		queues: map[string]int{}, backoff: map[string]*topicBackoff{}}, nil
 }
 
 // Run publishes until ctx ends, then finishes the round in progress (the messages already sent
@@ -96,8 +97,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	if shards != shardCount {
 		return fmt.Errorf("outbox: %s has %d rows, want %d: the outbox schema is damaged", shardTable, shards, shardCount)
 	}
-	r.queues = map[string]int{}
-	r.backoff = map[string]*topicBackoff{}
 	r.cfg.logger.InfoContext(ctx, "outbox: relay started", slog.String("server", version),
 		slog.Int("batch_size", r.cfg.batchSize), slog.Duration("poll_interval", r.cfg.pollInterval),
 		slog.Duration("retention", r.cfg.retention))
