@@ -10,7 +10,6 @@ import (
 	"time"
 
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
-	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
@@ -44,19 +43,7 @@ func newDB(t *testing.T) (*sqlx.DB, string) {
 // options given instead).
 func newProducer(t *testing.T, mq *testenv.RocketMQ, opts ...producer.Option) rocketmq.Producer {
 	t.Helper()
-	if len(opts) == 0 {
-		opts = []producer.Option{producer.WithQueueSelector(outbox.QueueSelector())}
-	}
-	opts = append([]producer.Option{
-		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
-		producer.WithGroupName(testenv.UniqueName(t, "p")),
-		producer.WithRetry(1),
-	}, opts...)
-	p, err := rocketmq.NewProducer(opts...)
-	require.NoError(t, err)
-	require.NoError(t, p.Start())
-	t.Cleanup(func() { _ = p.Shutdown() })
-	return p
+	return outbox.StartProducer(t, mq.NameServer, opts...)
 }
 
 // sends records what the relays' OnSend hooks report.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/internal/testenv"
@@ -335,4 +336,39 @@ func TestRelayRefusesForeignSelector(t *testing.T) {
 	require.ErrorContains(t, err, "producer.WithQueueSelector(outbox.QueueSelector())")
 	require.Zero(t, countRows(t, db, "1"), "the message reached the broker and is not sent again")
 	require.Equal(t, 1, rec.distinct())
+}
+
+// TestRelayRoundDoesNotBlockEnqueue: while a relay's round holds its shards and rows (its send
+// is slow), Enqueue in another session, which waits at most one second for any lock, goes
+// through.
+func TestRelayRoundDoesNotBlockEnqueue(t *testing.T) {
+	db, dsn := newDB(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	require.NoError(t, err)
+	cfg.Params = map[string]string{"innodb_lock_wait_timeout": "1"}
+	enqueuer := testenv.OpenMySQL(t, cfg.FormatDSN())
+	mq := testenv.NewRocketMQ(t)
+	inSend := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	r, err := outbox.NewRelay(db, newProducer(t, mq), outbox.WithHooks(outbox.Hooks{OnSend: func(context.Context, outbox.Send) {
+		once.Do(func() {
+			close(inSend)
+			<-release
+		})
+	}}))
+	require.NoError(t, err)
+	var msgs []outbox.Message
+	for i := range 20 {
+		msgs = append(msgs, outbox.Message{Topic: mq.Topic, ShardingKey: strconv.Itoa(i % 3), Body: []byte("x")})
+	}
+	enqueue(t, db, msgs...)
+	stop := runRelay(t, r)
+	<-inSend
+	for range 5 {
+		enqueue(t, enqueuer, outbox.Message{Topic: mq.Topic, ShardingKey: "0", Body: []byte("during the round")})
+	}
+	close(release)
+	eventually(t, "every row sent", func() bool { return countRows(t, db, "1") == 0 })
+	require.NoError(t, stop())
 }

@@ -1,0 +1,31 @@
+package outbox
+
+import (
+	"testing"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
+)
+
+// StartProducer starts a producer on the name server with the outbox's queue selector (or the
+// options given instead), shut down when the test ends. Tests of both packages use it.
+func StartProducer(t *testing.T, nameServer string, opts ...producer.Option) rocketmq.Producer {
+	t.Helper()
+	if len(opts) == 0 {
+		opts = []producer.Option{producer.WithQueueSelector(QueueSelector())}
+	}
+	opts = append([]producer.Option{
+		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{nameServer})),
+		producer.WithGroupName(testenv.UniqueName(t, "p")),
+		producer.WithRetry(1),
+	}, opts...)
+	p, err := rocketmq.NewProducer(opts...)
+	require.NoError(t, err)
+	require.NoError(t, p.Start())
+	t.Cleanup(func() { _ = p.Shutdown() })
+	return p
+}

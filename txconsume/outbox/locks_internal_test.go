@@ -1,0 +1,104 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLocksNeverBlockEnqueue: the relay's round and the cleanup of kept rows run in READ
+// COMMITTED transactions that lock only the rows and shards they use, so an Enqueue in another
+// session never waits for them, even when a row they look for was deleted meanwhile at the end
+// of the table. The enqueuing session waits at most one second for a lock
+// (innodb_lock_wait_timeout=1), so a wait would fail it. The control shows that the test can
+// tell: a naive relay's "SELECT ... FOR UPDATE" of the pending rows under REPEATABLE READ locks
+// the gap at the end of the table, and Enqueue waits for it, on MySQL and MariaDB alike.
+// (Under REPEATABLE READ, MariaDB 10.11 also blocks Enqueue with the relay's own DELETE
+// statements when a row they name is gone; MySQL 9.7 does not.)
+func TestLocksNeverBlockEnqueue(t *testing.T) {
+	ctx := context.Background()
+
+	// setup makes five rows (kept, sent two hours ago, when kept is true) and deletes the last,
+	// as another relay would have; it returns the ids, newest first, and a session that
+	// enqueues with a 1s lock wait timeout.
+	setup := func(t *testing.T, kept bool) (*sqlx.DB, []uint64, func() error) {
+		db, open := migratedDB(t)
+		enqueuer := open(map[string]string{"innodb_lock_wait_timeout": "1"})
+		ids := insertCommitted(t, db, "orders", 5)
+		require.Equal(t, ids[0], slices.Max(ids))
+		if kept {
+			_, err := db.Exec("UPDATE " + Table + " SET sent_at = UTC_TIMESTAMP(6) - INTERVAL 2 HOUR")
+			require.NoError(t, err)
+		}
+		_, err := db.Exec("DELETE FROM "+Table+" WHERE id = ?", ids[0])
+		require.NoError(t, err)
+		enqueue := func() error {
+			tx, err := enqueuer.BeginTxx(ctx, nil)
+			require.NoError(t, err)
+			defer tx.Rollback()
+			if err := Enqueue(ctx, tx, Message{Topic: "orders", Body: []byte("new")}); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}
+		return db, ids, enqueue
+	}
+	hold := func(t *testing.T, db *sqlx.DB, iso sql.IsolationLevel) *sqlx.Tx {
+		tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: iso})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback() })
+		return tx
+	}
+
+	t.Run("relay round: shards and rows locked, sent rows deleted", func(t *testing.T) {
+		db, ids, enqueue := setup(t, false)
+		tx := hold(t, db, sql.LevelReadCommitted) // as round begins it
+		locked, err := lockShards(ctx, tx, candidatesOf(t, tx, ids))
+		require.NoError(t, err)
+		require.NotEmpty(t, locked)
+		rows, err := lockRows(ctx, tx, ids) // ids[0] is gone
+		require.NoError(t, err)
+		require.Len(t, rows, 4)
+		require.NoError(t, enqueue(), "Enqueue waited for the round's locks")
+		r := &Relay{cfg: defaultRelayConfig()}
+		require.NoError(t, r.markSent(ctx, tx, ids[1:]))
+		require.NoError(t, enqueue(), "Enqueue waited for the round's delete")
+	})
+
+	t.Run("relay round with kept rows: sent rows marked", func(t *testing.T) {
+		db, ids, enqueue := setup(t, false)
+		tx := hold(t, db, sql.LevelReadCommitted)
+		_, err := lockRows(ctx, tx, ids)
+		require.NoError(t, err)
+		r := &Relay{cfg: defaultRelayConfig()}
+		r.cfg.retention = time.Hour
+		require.NoError(t, r.markSent(ctx, tx, ids[1:]))
+		require.NoError(t, enqueue(), "Enqueue waited for the round's update")
+	})
+
+	t.Run("cleanup of kept rows", func(t *testing.T) {
+		db, ids, enqueue := setup(t, true)
+		tx := hold(t, db, sql.LevelReadCommitted) // as deleteSentBatch begins it
+		n, err := deleteSent(ctx, tx, time.Hour, ids)
+		require.NoError(t, err)
+		require.EqualValues(t, 4, n)
+		require.NoError(t, enqueue(), "Enqueue waited for the cleanup's delete")
+	})
+
+	t.Run("control: a naive relay's locking read under REPEATABLE READ blocks Enqueue", func(t *testing.T) {
+		db, _, enqueue := setup(t, false)
+		tx := hold(t, db, sql.LevelRepeatableRead)
+		var got []uint64
+		require.NoError(t, tx.Select(&got, "SELECT id FROM "+Table+" WHERE sent_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE"))
+		err := enqueue()
+		var me *mysql.MySQLError
+		require.True(t, errors.As(err, &me) && me.Number == 1205, "want a lock wait timeout, got %v", err)
+	})
+}
