@@ -24,10 +24,12 @@ test-short: ## Run only the tests that need no services
 	go test -short -count=1 ./...
 
 .PHONY: bench
-bench: services-up ## Benchmarks against the real database, each beside its baseline, with throughput ratios
-	$(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 2s -count 3 ./txconsume/ ./txconsume/idem/ | tee .services/bench.txt
+bench: services-up ## Benchmarks against the real services, each beside its baseline: throughput ratios, latencies
+	$(WITH_SERVICES) go test -run '^$$' -bench . -benchtime 2s -count 3 ./txconsume/ ./txconsume/idem/ ./txconsume/outbox/ | tee .services/bench.txt
 	@printf '\n%-70s %9s %9s %7s\n' 'candidate vs baseline' 'msgs/s' 'baseline' 'ratio'
 	@awk -f scripts/bench-ratios.awk .services/bench.txt | sort
+	@printf '\n%-70s %9s %9s\n' 'latency (mean p50, worst p99 of the runs)' 'p50 ms' 'p99 ms'
+	@awk -f scripts/bench-latency.awk .services/bench.txt | sort
 
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint

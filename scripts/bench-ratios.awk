@@ -2,6 +2,7 @@
 # the throughput ratio candidate / baseline (mean msgs/s over -count runs), one line each.
 #   .../bare            is the baseline of .../process and .../process-batch
 #   .../process-each    is the baseline of .../process-batch as well (batch vs one by one)
+#   .../plain-loop      is the baseline of .../relay (the outbox relay vs sending in a loop)
 /^Benchmark/ {
   name = $1; sub(/-[0-9]+$/, "", name)
   for (i = 2; i < NF; i++) if ($(i + 1) == "msgs/s") { sum[name] += $i; n[name]++ }
@@ -11,6 +12,7 @@ END {
     base = name; cand = name
     if (name ~ /\/process$/ || name ~ /\/process-batch$/) { sub(/\/[^\/]+$/, "/bare", base); pair(name, base) }
     if (name ~ /\/process-batch$/) { base = name; sub(/\/[^\/]+$/, "/process-each", base); pair(name, base) }
+    if (name ~ /\/relay$/) { sub(/\/[^\/]+$/, "/plain-loop", base); pair(name, base) }
   }
 }
 function pair(c, b,   cm, bm) {

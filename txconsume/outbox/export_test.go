@@ -13,7 +13,7 @@ import (
 
 // StartProducer starts a producer on the name server with the outbox's queue selector (or the
 // options given instead), shut down when the test ends. Tests of both packages use it.
-func StartProducer(t *testing.T, nameServer string, opts ...producer.Option) rocketmq.Producer {
+func StartProducer(t testing.TB, nameServer string, opts ...producer.Option) rocketmq.Producer {
 	t.Helper()
 	if len(opts) == 0 {
 		opts = []producer.Option{producer.WithQueueSelector(QueueSelector())}

@@ -41,6 +41,7 @@ type Relay struct {
 	running atomic.Bool
 
 	// Used by Run's goroutine only.
+	win         *window
 	queues      map[string]int // topic -> queue count, as the selector last saw it
 	backoff     map[string]*topicBackoff
 	roundErrs   int
@@ -166,11 +167,15 @@ func nextHot(d time.Duration) time.Duration {
 // roundResult says what a round did.
 type roundResult struct {
 	sent  int  // messages the broker stored
-	again bool // start the next round at once: this one was full, or must be regrouped
+	again bool // start the next round at once: rows are waiting, or must be regrouped
 }
 
 // maxRoundBytes bounds the messages one round holds in memory.
 const maxRoundBytes = 16 << 20
+
+// windowRounds is how many rounds' worth of pending rows one read of the table lists (see
+// window).
+const windowRounds = 8
 
 type candidate struct {
 	ID    uint64 `db:"id"`
@@ -178,10 +183,28 @@ type candidate struct {
 	Size  int    `db:"size"`
 }
 
+// window is a list of the oldest pending rows, read with one query and used by several rounds.
+//
+// Why: that query starts at the head of the pending rows, where InnoDB keeps the index entries
+// of the rows sent last until its purge removes them; while a long transaction anywhere on the
+// server holds purge back, every read walks over all of them. Reading the ids of several rounds
+// at once divides that cost.
+//
+// Why it keeps each sharding key in order: the list is in id order and rounds take it in that
+// order; every row is locked and checked still pending before it is sent; and once a round
+// could not lock a shard (another relay holds it) or failed to send, the rest of the window
+// leaves that shard alone, so none of the shard's later rows overtakes one that was not sent.
+type window struct {
+	cands   []candidate
+	next    int          // first candidate not taken yet
+	full    bool         // the read hit its limit: more rows may be pending
+	blocked map[int]bool // shards this window must not send any more
+}
+
 // round publishes up to one batch of pending rows:
 //
-//  1. it reads the oldest pending rows' ids and shards (a plain read, no locks), leaving out
-//     topics in backoff;
+//  1. it takes the next rows of its window of pending rows (reading a new window, a plain
+//     read without locks, when the last one is used up), leaving out topics in backoff;
 //  2. in a READ COMMITTED transaction, it locks the shards of those rows that no other relay
 //     holds (FOR UPDATE SKIP LOCKED), then locks those shards' rows among them that are still
 //     pending;
@@ -191,11 +214,27 @@ type candidate struct {
 //
 // A crash anywhere before the commit rolls the transaction back: the rows stay pending and are
 // sent again, under the same ids.
-func (r *Relay) round(ctx context.Context) (roundResult, error) {
-	var res roundResult
-	cands, err := r.candidates(ctx)
-	if err != nil || len(cands) == 0 {
-		return res, err
+func (r *Relay) round(ctx context.Context) (res roundResult, err error) {
+	if r.win == nil || r.win.next >= len(r.win.cands) {
+		cands, cerr := r.candidates(ctx, windowRounds*r.cfg.batchSize)
+		if cerr != nil {
+			r.win = nil
+			return res, cerr
+		}
+		r.win = &window{cands: cands, full: len(cands) == windowRounds*r.cfg.batchSize, blocked: map[int]bool{}}
+	}
+	w := r.win
+	take := w.take(r.cfg.batchSize)
+	// Go on at once while the window has rows, and read the next one at once when this one
+	// was full and the round made progress; a round that found every shard held by other
+	// relays waits instead of reading the same rows again.
+	defer func() {
+		if r.win == w {
+			res.again = res.again || w.next < len(w.cands) || (w.full && res.sent > 0)
+		}
+	}()
+	if len(take) == 0 {
+		return res, nil
 	}
 	// From here on the round ends by itself even when ctx ends: its transaction must not be
 	// rolled back by the context after messages were sent (database/sql rolls back a
@@ -203,38 +242,37 @@ func (r *Relay) round(ctx context.Context) (roundResult, error) {
 	work := context.WithoutCancel(ctx)
 	tx, err := r.db.BeginTxx(work, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
+		r.win = nil
 		return res, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }() // no-op after Commit
 
-	locked, err := lockShards(work, tx, cands)
+	locked, err := lockShards(work, tx, take)
 	if err != nil {
+		r.win = nil
 		return res, err
 	}
 	var ids []uint64
-	bytes := 0
-	for _, c := range cands {
+	for _, c := range take {
 		if !locked[c.Shard] {
+			w.blocked[c.Shard] = true // another relay has it: its later rows are not ours
 			continue
 		}
-		if len(ids) > 0 && bytes+c.Size > maxRoundBytes {
-			res.again = true
-			break
-		}
 		ids = append(ids, c.ID)
-		bytes += c.Size
 	}
 	if len(ids) == 0 {
-		return res, nil // other relays hold every shard in view
+		return res, nil
 	}
 	rows, err := lockRows(work, tx, ids)
 	if err != nil {
+		r.win = nil
 		return res, err
 	}
 	var sent []uint64
 	var sendErr error
 	for _, g := range r.groups(rows) {
 		if ctx.Err() != nil {
+			r.win = nil
 			break // shutting down: what is not sent yet is released by the commit
 		}
 		ok, regroup, err := r.sendGroup(ctx, g, &sent)
@@ -242,34 +280,51 @@ func (r *Relay) round(ctx context.Context) (roundResult, error) {
 			sendErr = err // ErrProducerSelector: record what was sent, then stop
 			break
 		}
-		if regroup {
-			res.again = true
-		}
-		if !ok {
-			// Stop at the first failure: with the broker down every send would wait out its
-			// timeout while the shards stay locked. The other topics go in the next round.
+		if regroup || !ok {
+			// The rows left over must not be overtaken by the window's later rows: read
+			// anew. After a failure, stop: with the broker down every send would wait out
+			// its timeout while the shards stay locked. The other topics go next round.
+			r.win = nil
 			res.again = true
 			break
 		}
 	}
 	if len(sent) > 0 {
 		if err := r.markSent(work, tx, sent); err != nil {
+			r.win = nil
 			return res, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		r.win = nil
 		return res, fmt.Errorf("commit after sending %d messages (they will be sent again): %w", len(sent), err)
 	}
 	res.sent = len(sent)
-	if res.sent > 0 && len(cands) == r.cfg.batchSize {
-		res.again = true
-	}
 	return res, sendErr
 }
 
-// candidates returns the ids, shards and sizes of the oldest pending rows, in id order, leaving
-// out topics whose sends are backing off.
-func (r *Relay) candidates(ctx context.Context) ([]candidate, error) {
+// take returns the window's next candidates for one round: at most n rows and maxRoundBytes,
+// none of a blocked shard.
+func (w *window) take(n int) []candidate {
+	var out []candidate
+	bytes := 0
+	for ; w.next < len(w.cands) && len(out) < n; w.next++ {
+		c := w.cands[w.next]
+		if w.blocked[c.Shard] {
+			continue
+		}
+		if len(out) > 0 && bytes+c.Size > maxRoundBytes {
+			break
+		}
+		out = append(out, c)
+		bytes += c.Size
+	}
+	return out
+}
+
+// candidates returns the ids, shards and sizes of the limit oldest pending rows, in id order,
+// leaving out topics whose sends are backing off.
+func (r *Relay) candidates(ctx context.Context, limit int) ([]candidate, error) {
 	q := "SELECT id, shard, size FROM " + Table + " WHERE sent_at IS NULL"
 	var args []any
 	now := time.Now()
@@ -282,7 +337,7 @@ func (r *Relay) candidates(ctx context.Context) ([]candidate, error) {
 		q += " AND topic NOT IN (" + placeholders(len(args)) + ")"
 	}
 	q += " ORDER BY id LIMIT ?"
-	args = append(args, r.cfg.batchSize)
+	args = append(args, limit)
 	var cands []candidate
 	if err := r.db.SelectContext(ctx, &cands, q, args...); err != nil {
 		return nil, fmt.Errorf("read pending rows: %w", err)
