@@ -48,12 +48,6 @@ const shardCount = 64
 // few times within the next quarter second; rows committed by other processes are found by
 // polling.
 func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...Message) error {
-	if tx == nil {
-		return errors.New("outbox: Enqueue: nil tx")
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
 	rows := make([]row, len(msgs))
 	for i := range msgs {
 		r, err := newRow(ctx, &msgs[i])
@@ -61,6 +55,12 @@ func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...Message) error {
 			return fmt.Errorf("%w %d: %w", ErrInvalidMessage, i, err)
 		}
 		rows[i] = r
+	}
+	if tx == nil {
+		return errors.New("outbox: Enqueue: nil tx")
+	}
+	if len(msgs) == 0 {
+		return nil
 	}
 	if err := insertRows(ctx, tx, rows); err != nil {
 		return err
