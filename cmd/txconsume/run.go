@@ -42,6 +42,7 @@ func commands() []command {
 		{"inspect", "show the dedup record and the idem records stored for a key", runInspect},
 		{"release", "remove a stuck idem PROCESSING record so the message can be processed", runRelease},
 		{"forget", "DANGEROUS: delete a dedup record so that a message is applied again", runForget},
+		{"outbox", "show the outbox: pending messages and the oldest one's age per topic (status)", runOutbox},
 	}
 }
 
