@@ -112,11 +112,14 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		res, err := r.round(ctx)
+		if ctx.Err() != nil && !errors.Is(err, ErrProducerSelector) {
+			continue // the round recorded what it sent; stop at the top
+		}
 		switch {
 		case errors.Is(err, ErrProducerSelector):
 			r.cfg.logger.ErrorContext(ctx, "outbox: relay stops", slog.Any("error", err))
 			return err
-		case err != nil && ctx.Err() == nil:
+		case err != nil:
 			r.roundErrs++
 			d := backoffDelay(r.cfg.backoffMin, r.cfg.backoffMax, r.roundErrs)
 			r.cfg.logger.WarnContext(ctx, "outbox: relay round failed; the rows stay pending", slog.Any("error", err),
@@ -489,7 +492,7 @@ func (r *Relay) sendGroup(ctx context.Context, g *group, sent *[]uint64) (ok, re
 		if sendErr == nil && res == nil {
 			sendErr = errors.New("producer returned no result")
 		}
-		if r.cfg.hooks.OnSend != nil {
+		if r.cfg.hooks.OnSend != nil && !refused { // a refused send never left the process
 			s := Send{Topic: g.topic, IDs: ids, Err: sendErr, Duration: took}
 			if sendErr == nil {
 				s.Result = res
@@ -543,11 +546,13 @@ func (r *Relay) sendWorked(ctx context.Context, topic string) {
 	}
 }
 
-// nextBackoffEnd returns how long until the first topic in backoff may be tried again.
+// nextBackoffEnd returns how long until the first topic still in backoff may be tried again.
+// A topic whose backoff is over keeps its failure count until a send to it works.
 func (r *Relay) nextBackoffEnd() (time.Duration, bool) {
 	var first time.Time
+	now := time.Now()
 	for _, b := range r.backoff {
-		if first.IsZero() || b.until.Before(first) {
+		if b.until.After(now) && (first.IsZero() || b.until.Before(first)) {
 			first = b.until
 		}
 	}

@@ -149,3 +149,20 @@ func TestDeleteSentBatch(t *testing.T) {
 	require.NoError(t, db.Select(&left, "SELECT id FROM "+Table+" ORDER BY id DESC"))
 	require.Equal(t, append(append([]uint64{}, pending...), young...), left, "young kept rows and pending rows stay")
 }
+
+// A topic whose backoff is over no longer shortens the relay's wait (which would make an idle
+// relay spin), yet keeps its failure count for the next backoff.
+func TestNextBackoffEnd(t *testing.T) {
+	r := &Relay{cfg: defaultRelayConfig(), backoff: map[string]*topicBackoff{}}
+	_, ok := r.nextBackoffEnd()
+	require.False(t, ok)
+	r.backoff["over"] = &topicBackoff{failures: 3, until: time.Now().Add(-time.Second)}
+	_, ok = r.nextBackoffEnd()
+	require.False(t, ok, "an expired backoff is no reason to wake up")
+	r.backoff["later"] = &topicBackoff{failures: 1, until: time.Now().Add(time.Minute)}
+	r.backoff["sooner"] = &topicBackoff{failures: 1, until: time.Now().Add(10 * time.Second)}
+	d, ok := r.nextBackoffEnd()
+	require.True(t, ok)
+	require.InDelta(t, 10*time.Second, d, float64(time.Second))
+	require.Equal(t, 3, r.backoff["over"].failures)
+}
