@@ -36,8 +36,8 @@ type worker struct {
 	dead         []string
 }
 
-// startWorker starts a consumer process for spec (broker, group, topic and database default to the
-// env's) whose outcomes are counted in stats, and waits until it consumes. The process is shut down
+// startWorker starts a consumer process for spec (name server, group, topic and database default to
+// the env's) whose outcomes are counted in stats, and waits until it consumes. The process is shut down
 // when the test ends, and its race reports are checked then.
 func (e *rmqEnv) startWorker(name string, spec workerSpec, stats *resultStats) *worker {
 	t := e.t
@@ -45,7 +45,12 @@ func (e *rmqEnv) startWorker(name string, spec workerSpec, stats *resultStats) *
 	if spec.DSN == "" {
 		spec.DSN = e.dsn
 	}
-	spec.NameServer, spec.Group = e.mq.NameServer, e.mq.Group
+	if spec.NameServer == "" {
+		spec.NameServer = e.mq.NameServer
+	}
+	if spec.Group == "" {
+		spec.Group = e.mq.Group
+	}
 	if spec.Topic == "" {
 		spec.Topic = e.mq.Topic
 	}
@@ -205,19 +210,27 @@ func (w *worker) stop() {
 // module's code; reports confined to the RocketMQ client are only counted.
 func (w *worker) checkRaces() {
 	w.t.Helper()
+	checkRaceReports(w.t, "worker "+w.name, w.stderr.String())
+}
+
+// checkRaceReports fails the test on a race report in stderr (of the child process named name) in
+// which either access happened in this module's code; reports confined to the RocketMQ client are
+// only counted.
+func checkRaceReports(t *testing.T, name, stderr string) {
+	t.Helper()
 	clientOnly := 0
-	for _, report := range strings.Split(w.stderr.String(), "==================") {
+	for _, report := range strings.Split(stderr, "==================") {
 		if !strings.Contains(report, "WARNING: DATA RACE") {
 			continue
 		}
 		if raceInvolvesModule(report) {
-			w.t.Errorf("worker %s: data race in txconsume code:\n%s", w.name, report)
+			t.Errorf("%s: data race in txconsume code:\n%s", name, report)
 			continue
 		}
 		clientOnly++
 	}
 	if clientOnly > 0 {
-		w.t.Logf("worker %s: %d data race report(s) inside the RocketMQ client, tolerated", w.name, clientOnly)
+		t.Logf("%s: %d data race report(s) inside the RocketMQ client, tolerated", name, clientOnly)
 	}
 }
 

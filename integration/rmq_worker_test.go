@@ -34,7 +34,8 @@ const rmqWorkerEnv = "TXCONSUME_RMQ_WORKER"
 // workerSpec says what one consumer process runs.
 type workerSpec struct {
 	DSN, NameServer, Topic, Group, Instance string
-	Handler                                 string // ledger, orderly, poison, slow, dlq
+	Handler                                 string // ledger, orderly, poison, slow, dlq, forward
+	ForwardTopic                            string // forward: the topic it enqueues to
 	Label                                   string // the ledger's consumer column
 	FailTimes                               int    // messages with property "fail" fail while ReconsumeTimes < FailTimes
 	Crash                                   bool   // messages with property "crash": first delivery commits, then reports failure
@@ -152,6 +153,8 @@ func workerHandler(spec workerSpec, db *sqlx.DB, out *lineWriter, release chan s
 	switch spec.Handler {
 	case "orderly":
 		business = orderlyHandler
+	case "forward":
+		business = forwardHandler(ledger, spec.ForwardTopic)
 	case "poison":
 		business = func(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error {
 			if !hasProperty(msg, "poison") {

@@ -7,6 +7,9 @@
 #   scripts/services.sh env     print `export` lines for TXCONSUME_MYSQL_DSN, TXCONSUME_ROCKETMQ_NAMESRV,
 #                               TXCONSUME_REDIS_ADDR (use: eval "$(scripts/services.sh env)")
 #   scripts/services.sh status  say what runs
+#   scripts/services.sh rocketmq-lib
+#                               fetch the RocketMQ jars if needed and print their directory (tests start
+#                               private namesrv and broker instances from it)
 #
 # Where each service comes from, in order:
 #   1. its TXCONSUME_* variable is already set: that service is used as it is, nothing is started;
@@ -307,5 +310,6 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+  rocketmq-lib) mkdir -p "$STATE/rocketmq"; rocketmq_lib; echo ;;
+  *) echo "usage: $0 up|down|env|status|rocketmq-lib" >&2; exit 2 ;;
 esac
