@@ -139,7 +139,6 @@ type chain struct {
 	topicB, groupB string
 	aStats, bStats *resultStats
 	relays         []*relayProc
-	sent           []*primitive.Message
 }
 
 // newChain sets up the chain on mq's broker (its topic is A), or on new topics of the shared

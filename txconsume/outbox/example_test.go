@@ -24,8 +24,6 @@ import (
 // from the message it consumes to the message it produces: the dedup claim, the stock update
 // and the outbox row commit together, and the relay publishes the row with a stable id.
 func Example() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	db := sqlx.MustOpen("mysql", os.Getenv("MYSQL_DSN"))
 
 	type orderPaid struct{ OrderNo, SKU string }
@@ -57,24 +55,26 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := prod.Start(); err != nil {
-		log.Fatal(err)
-	}
-	defer func() { _ = prod.Shutdown() }()
 	relay, err := outbox.NewRelay(db, prod)
 	if err != nil {
 		log.Fatal(err)
 	}
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay.Run(ctx) }()
-
 	c, err := rmq.NewConsumer(p, rmq.WithNameServers("127.0.0.1:9876"), rmq.WithGroup("stock"),
 		rmq.WithSubscription("order-paid", "*"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := prod.Start(); err != nil {
 		log.Fatal(err)
+	}
+	defer func() { _ = prod.Shutdown() }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	if err := c.Start(); err != nil {
+		log.Print(err)
+		return
 	}
 	<-ctx.Done()
 	_ = c.Shutdown(context.Background()) // in-flight handlers commit their outbox rows first

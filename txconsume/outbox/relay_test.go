@@ -20,7 +20,6 @@ import (
 )
 
 func TestRelayPublishes(t *testing.T) {
-
 	t.Run("every message once, in batches, under its enqueue id; the table ends empty", func(t *testing.T) {
 		db, _ := newDB(t)
 		mq := testenv.NewRocketMQ(t)
