@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -236,26 +237,21 @@ func kill(cmd *exec.Cmd) {
 	}
 }
 
-// freePort returns a loopback port that is free, with the below ports under it free too.
+// freePort returns a free loopback port with the below ports under it and the one above free too.
+// It picks from 20000-32767, under Linux's range of ephemeral ports (32768-60999): a port from
+// that range can be taken by any outgoing connection on the machine while the broker restarts.
 func freePort(t *testing.T, below int) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+	for range 200 {
+		port := 20000 + below + rand.IntN(12000)
 		free := true
-		for _, q := range []int{port - below, port + 1} {
-			if below == 0 && q == port+1 {
-				continue
-			}
-			if c, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q)); err != nil {
+		for q := port - below; q <= port+1; q++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
 				free = false
-			} else {
-				_ = c.Close()
+				break
 			}
+			_ = l.Close()
 		}
 		if free {
 			return port
