@@ -68,6 +68,13 @@ func TestOutboxChain(t *testing.T) {
 		c.shutdown(a, b)
 		c.verify(0)
 		require.GreaterOrEqual(t, c.bStats.duplicate.Load(), int64(len(unmarked)), "the copies were duplicates at B")
+		// B saw one id per event, copies included: the relays' batch sends kept the UNIQ_KEY
+		// Enqueue gave each message.
+		idsByKey := b.ids()
+		require.Len(t, idsByKey, chainTotal)
+		for key, ids := range idsByKey {
+			require.Len(t, ids, 1, "event %s arrived under several ids: %v", key, ids)
+		}
 		t.Logf("A: %s; B: %s; %d messages sent by the killed relay and again", c.aStats, c.bStats, len(unmarked))
 	})
 
