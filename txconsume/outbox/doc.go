@@ -51,8 +51,9 @@
 // of order, so such a reader skips rows.
 //
 // Enqueue wakes the relays of its own process at once. Because it runs before the transaction
-// commits, a relay that finds nothing looks again after 1, 2, 4 ... 128 ms; rows committed by
-// other processes are found by polling (WithPollInterval, 500ms by default).
+// commits, a relay that finds nothing looks again after 1, 2, 4 ... 128 ms and then every 128 ms
+// for a second; rows committed by other processes are found by polling (WithPollInterval, 500ms
+// by default).
 //
 // # What is guaranteed
 //

@@ -44,9 +44,9 @@ const shardCount = 64
 // as W3C traceparent and tracestate, so consumers continue the trace.
 //
 // Relays running in this process are woken at once. The wake-up comes before tx commits (a
-// transaction has no commit hook to wait for), so a relay that finds nothing yet looks again a
-// few times within the next quarter second; rows committed by other processes are found by
-// polling.
+// transaction has no commit hook to wait for), so a relay that finds nothing yet looks again
+// after 1, 2, 4 ... 128 ms and then every 128 ms for a second; rows committed by other processes
+// are found by polling.
 func Enqueue(ctx context.Context, tx *sqlx.Tx, msgs ...Message) error {
 	rows := make([]row, len(msgs))
 	for i := range msgs {

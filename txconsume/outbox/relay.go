@@ -105,7 +105,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	registerRelay(r)
 	defer unregisterRelay(r)
 
-	hot := hotFirst // rows may be waiting already
+	hot, woken := hotFirst, time.Now() // rows may be waiting already
 	for {
 		if ctx.Err() != nil {
 			r.cfg.logger.InfoContext(ctx, "outbox: relay stopped")
@@ -137,7 +137,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		wait := r.cfg.pollInterval
 		if hot > 0 {
 			wait = min(wait, hot)
-			hot = nextHot(hot)
+			hot = nextHot(hot, time.Since(woken))
 		}
 		if d, ok := r.nextBackoffEnd(); ok {
 			wait = min(wait, d)
@@ -146,25 +146,32 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-r.wake:
-			hot = hotFirst
+			hot, woken = hotFirst, time.Now()
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
-// After a wake-up, an idle relay looks again after 1, 2, 4, ... 128 ms: the Enqueue that woke it
-// ran before its transaction committed.
+// After a wake-up, an idle relay looks again after 1, 2, 4, ... 128 ms, and then every 128 ms
+// until a second has passed: the Enqueue that woke it ran before its transaction committed, which
+// takes longer on a busy database.
 const (
 	hotFirst = time.Millisecond
 	hotLast  = 128 * time.Millisecond
+	hotFor   = time.Second
 )
 
-func nextHot(d time.Duration) time.Duration {
-	if d >= hotLast {
+// nextHot returns the wait after d since the last wake-up, 0 when it is time to poll again.
+func nextHot(d, sinceWake time.Duration) time.Duration {
+	switch {
+	case sinceWake >= hotFor:
 		return 0
+	case d >= hotLast:
+		return hotLast
+	default:
+		return 2 * d
 	}
-	return 2 * d
 }
 
 // roundResult says what a round did.

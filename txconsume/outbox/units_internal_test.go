@@ -166,3 +166,21 @@ func TestNextBackoffEnd(t *testing.T) {
 	require.InDelta(t, 10*time.Second, d, float64(time.Second))
 	require.Equal(t, 3, r.backoff["over"].failures)
 }
+
+// After a wake-up the relay looks again after 1, 2, 4 ... 128 ms, then every 128 ms until a
+// second has passed, then polls.
+func TestNextHot(t *testing.T) {
+	var waits []time.Duration
+	elapsed := time.Duration(0)
+	for d := hotFirst; d > 0; d = nextHot(d, elapsed) {
+		waits = append(waits, d)
+		elapsed += d
+	}
+	ms := time.Millisecond
+	require.Equal(t, []time.Duration{1 * ms, 2 * ms, 4 * ms, 8 * ms, 16 * ms, 32 * ms, 64 * ms, 128 * ms}, waits[:8])
+	for _, d := range waits[8:] {
+		require.Equal(t, 128*ms, d)
+	}
+	require.GreaterOrEqual(t, elapsed, time.Second)
+	require.Less(t, elapsed, time.Second+128*ms)
+}
