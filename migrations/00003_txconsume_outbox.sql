@@ -22,8 +22,9 @@
 -- sent_at is NULL while the row is pending. Relays that keep sent rows for an audit window set it
 -- on the database's UTC clock; other relays delete the rows they sent. The index on
 -- (sent_at, id) finds the pending rows in id order without reading the kept ones, and the old
--- sent rows in time order for cleanup. created_at holds the database server's clock in UTC
--- whatever the session's time_zone, so ages are measured on one clock.
+-- sent rows in time order for cleanup; it also holds shard and size, so that the relay's read of
+-- the pending rows (id, shard, size) is served by the index alone. created_at holds the database
+-- server's clock in UTC whatever the session's time_zone, so ages are measured on one clock.
 
 -- +goose Up
 CREATE TABLE IF NOT EXISTS txconsume_outbox (
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS txconsume_outbox (
     created_at   DATETIME(6)       NOT NULL DEFAULT (UTC_TIMESTAMP(6)),
     sent_at      DATETIME(6)       NULL,
     PRIMARY KEY (id),
-    KEY txconsume_outbox_pending (sent_at, id)
+    KEY txconsume_outbox_pending (sent_at, id, shard, size)
 ) ENGINE = InnoDB;
 
 -- One row per shard, locked by the relays and never written: 64 shards let up to 64 relays send

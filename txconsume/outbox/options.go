@@ -29,7 +29,7 @@ type relayConfig struct {
 
 // Defaults of the relay options.
 const (
-	DefaultBatchSize      = 128
+	DefaultBatchSize      = 512
 	DefaultMaxBatchBytes  = 1 << 20
 	DefaultPollInterval   = 500 * time.Millisecond
 	DefaultBackoffMin     = 100 * time.Millisecond
@@ -63,7 +63,7 @@ func defaultRelayConfig() relayConfig {
 
 // WithBatchSize sets the most rows a relay takes in one round (one transaction: the rows are
 // read, locked, sent and deleted together). Larger rounds send more per round trip; each round
-// holds its rows' shards until it commits. 1 to MaxBatchSize. Default: DefaultBatchSize (128).
+// holds its rows' shards until it commits. 1 to MaxBatchSize. Default: DefaultBatchSize (512).
 func WithBatchSize(n int) RelayOption {
 	return func(c *relayConfig) {
 		if n < 1 || n > MaxBatchSize {

@@ -335,6 +335,15 @@ func (w *window) take(n int) []candidate {
 // candidates returns the ids, shards and sizes of the limit oldest pending rows, in id order,
 // leaving out topics whose sends are backing off.
 func (r *Relay) candidates(ctx context.Context, limit int) ([]candidate, error) {
+	q, args := r.candidatesQuery(limit)
+	var cands []candidate
+	if err := r.db.SelectContext(ctx, &cands, q, args...); err != nil {
+		return nil, fmt.Errorf("read pending rows: %w", err)
+	}
+	return cands, nil
+}
+
+func (r *Relay) candidatesQuery(limit int) (string, []any) {
 	q := "SELECT id, shard, size FROM " + Table + " WHERE sent_at IS NULL"
 	var args []any
 	now := time.Now()
@@ -347,12 +356,7 @@ func (r *Relay) candidates(ctx context.Context, limit int) ([]candidate, error) 
 		q += " AND topic NOT IN (" + placeholders(len(args)) + ")"
 	}
 	q += " ORDER BY id LIMIT ?"
-	args = append(args, limit)
-	var cands []candidate
-	if err := r.db.SelectContext(ctx, &cands, q, args...); err != nil {
-		return nil, fmt.Errorf("read pending rows: %w", err)
-	}
-	return cands, nil
+	return q, append(args, limit)
 }
 
 // lockShards locks the shards of cands that no other transaction holds and returns them.

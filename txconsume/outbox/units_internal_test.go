@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,4 +184,28 @@ func TestNextHot(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, elapsed, time.Second)
 	require.Less(t, elapsed, time.Second+128*ms)
+}
+
+// The relay's read of the pending rows is served by the pending index alone, in id order
+// without a sort, on MySQL and MariaDB.
+func TestCandidatesQueryPlan(t *testing.T) {
+	db, _ := migratedDB(t)
+	insertCommitted(t, db, "orders", 50)
+	_, err := db.Exec("ANALYZE TABLE " + Table)
+	require.NoError(t, err)
+	r := &Relay{cfg: defaultRelayConfig(), backoff: map[string]*topicBackoff{}}
+	q, args := r.candidatesQuery(100)
+	// FORMAT=TRADITIONAL: MySQL 9 may default to the TREE format (explain_format).
+	rows, err := db.Queryx("EXPLAIN FORMAT=TRADITIONAL "+q, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	require.True(t, rows.Next())
+	plan := map[string]any{}
+	require.NoError(t, rows.MapScan(plan))
+	require.False(t, rows.Next(), "one table")
+	require.NoError(t, rows.Err())
+	str := func(k string) string { return fmt.Sprintf("%s", plan[k]) }
+	require.Equal(t, "txconsume_outbox_pending", str("key"), "plan: %v", plan)
+	require.Contains(t, strings.Split(str("Extra"), "; "), "Using index", "index only; plan: %v", plan)
+	require.NotContains(t, str("Extra"), "filesort", "plan: %v", plan)
 }
