@@ -3,8 +3,8 @@ package integration
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -363,32 +363,16 @@ type relayProc struct {
 
 func startRelayProc(t *testing.T, name string, spec relaySpec) *relayProc {
 	t.Helper()
-	b, err := json.Marshal(spec)
-	require.NoError(t, err)
 	r := &relayProc{t: t, name: name, ready: make(chan struct{}), exited: make(chan struct{}), byID: map[string]int{}}
-	r.cmd = exec.Command(os.Args[0])
-	r.cmd.Env = append(os.Environ(), relayWorkerEnv+"="+string(b))
-	inR, inW, err := os.Pipe()
-	require.NoError(t, err)
-	r.cmd.Stdin, r.stdin = inR, inW
-	out, err := r.cmd.StdoutPipe()
-	require.NoError(t, err)
-	r.cmd.Stderr = &r.stderr
-	require.NoError(t, r.cmd.Start())
-	_ = inR.Close()
+	var out io.Reader
+	r.cmd, r.stdin, out = startChild(t, relayWorkerEnv, spec, &r.stderr)
 	go r.read(out)
 	t.Cleanup(r.stop)
-	select {
-	case <-r.ready:
-	case <-r.exited:
-		t.Fatalf("%s exited before running: %s", name, r.stderr.String())
-	case <-time.After(90 * time.Second):
-		t.Fatalf("%s not running after 90s: %s", name, r.stderr.String())
-	}
+	awaitReady(t, name+" running", r.ready, r.exited, &r.stderr)
 	return r
 }
 
-func (r *relayProc) read(out interface{ Read([]byte) (int, error) }) {
+func (r *relayProc) read(out io.Reader) {
 	defer close(r.exited)
 	defer func() { _ = r.cmd.Wait() }()
 	sc := bufio.NewScanner(out)

@@ -3,7 +3,6 @@ package integration
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,17 +42,12 @@ type relaySpec struct {
 // itself; it stops the relay on "shutdown" or when stdin closes and prints "E stopped <error>".
 func runRelayWorker(specJSON string) int {
 	var spec relaySpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-		fmt.Fprintln(os.Stderr, "relay spec:", err)
-		return 2
-	}
-	out := &lineWriter{}
-	db, err := sqlx.Open("mysql", spec.DSN)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open db:", err)
+	db, ok := childSetup(specJSON, &spec, func() string { return spec.DSN })
+	if !ok {
 		return 2
 	}
 	defer db.Close()
+	out := &lineWriter{}
 	opts := []producer.Option{
 		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{spec.NameServer})),
 		producer.WithGroupName("outbox-relay"),

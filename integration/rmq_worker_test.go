@@ -52,17 +52,12 @@ var errInjected = errors.New("injected failure")
 // obeys "release" (lets the slow handler commit) and "shutdown" (Shutdown, then exit) on stdin.
 func runRMQWorker(specJSON string) int {
 	var spec workerSpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-		fmt.Fprintln(os.Stderr, "worker spec:", err)
-		return 2
-	}
-	out := &lineWriter{}
-	db, err := sqlx.Open("mysql", spec.DSN)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open db:", err)
+	db, ok := childSetup(specJSON, &spec, func() string { return spec.DSN })
+	if !ok {
 		return 2
 	}
 	defer db.Close()
+	out := &lineWriter{}
 	db.SetMaxOpenConns(32)
 
 	release := make(chan struct{})
@@ -144,6 +139,21 @@ func runRMQWorker(specJSON string) int {
 	}()
 	<-done
 	return 0
+}
+
+// childSetup decodes a child process's spec and opens its database (dsn reads the DSN from the
+// decoded spec). It reports what failed on stderr.
+func childSetup(specJSON string, spec any, dsn func() string) (*sqlx.DB, bool) {
+	if err := json.Unmarshal([]byte(specJSON), spec); err != nil {
+		fmt.Fprintln(os.Stderr, "child spec:", err)
+		return nil, false
+	}
+	db, err := sqlx.Open("mysql", dsn())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open db:", err)
+		return nil, false
+	}
+	return db, true
 }
 
 // workerHandler builds the business handler the spec names.

@@ -10,19 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/internal/testenv"
-	"github.com/txconsume/txconsume/migrations"
 )
 
 // migratedDB returns a pool on a fresh database with txconsume's schema, and a function that
 // opens another pool on the same database with extra DSN parameters.
 func migratedDB(t *testing.T) (*sqlx.DB, func(params map[string]string) *sqlx.DB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs MySQL (run without -short)")
-	}
-	dsn := testenv.MySQLDSN(t)
-	db := testenv.OpenMySQL(t, dsn)
-	require.NoError(t, migrations.Up(context.Background(), db.DB))
+	db, dsn := MigratedDB(t)
 	open := func(params map[string]string) *sqlx.DB {
 		cfg, err := mysql.ParseDSN(dsn)
 		require.NoError(t, err)

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/txconsume/txconsume/internal/testenv"
-	"github.com/txconsume/txconsume/migrations"
 	"github.com/txconsume/txconsume/txconsume/outbox"
 )
 
@@ -27,16 +26,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
 }
 
-// newDB returns a pool on a fresh database with txconsume's schema.
+// newDB returns a pool on a fresh database with txconsume's schema, and its DSN.
 func newDB(t *testing.T) (*sqlx.DB, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs MySQL (run without -short)")
-	}
-	dsn := testenv.MySQLDSN(t)
-	db := testenv.OpenMySQL(t, dsn)
-	require.NoError(t, migrations.Up(context.Background(), db.DB))
-	return db, dsn
+	return outbox.MigratedDB(t)
 }
 
 // newProducer starts a producer on the test's broker with the outbox's queue selector (or the
@@ -170,13 +163,7 @@ func countRows(t *testing.T, db *sqlx.DB, where string) int {
 // eventually polls cond until it holds; the bound is about liveness, not speed.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not done after 90s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	require.Eventually(t, cond, 90*time.Second, 20*time.Millisecond, "waiting for %s", what)
 }
 
 // dsnOf returns the DSN of db's database, to open a second pool on it.
@@ -213,4 +200,21 @@ func closedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
 	return addr
+}
+
+// pauseFirstSend wraps an OnSend hook so that the first send, once recorded, is reported on
+// first and holds the relay inside its round (its rows sent, not yet recorded as sent, its
+// shards and rows locked) until release is closed.
+func pauseFirstSend(record func(context.Context, outbox.Send)) (hook func(context.Context, outbox.Send), first <-chan outbox.Send, release chan<- struct{}) {
+	firstCh := make(chan outbox.Send, 1)
+	releaseCh := make(chan struct{})
+	var once sync.Once
+	hook = func(ctx context.Context, s outbox.Send) {
+		record(ctx, s)
+		once.Do(func() {
+			firstCh <- s
+			<-releaseCh
+		})
+	}
+	return hook, firstCh, releaseCh
 }

@@ -54,13 +54,7 @@ func runInternal(t *testing.T, r *Relay) func() {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not done after 90s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	require.Eventually(t, cond, 90*time.Second, 20*time.Millisecond, "waiting for %s", what)
 }
 
 // TestRelayPollsForRowsNobodyAnnounced: rows committed without a wake-up in this process (as

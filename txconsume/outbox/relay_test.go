@@ -195,17 +195,7 @@ func TestRelayResendsUnrecordedSends(t *testing.T) {
 	db, _ := newDB(t)
 	mq := testenv.NewRocketMQ(t)
 	rec := newSends()
-	first := make(chan outbox.Send, 1)
-	release := make(chan struct{})
-	var once sync.Once
-	record := rec.hook("r")
-	hook := func(ctx context.Context, s outbox.Send) {
-		record(ctx, s)
-		once.Do(func() {
-			first <- s
-			<-release
-		})
-	}
+	hook, first, release := pauseFirstSend(rec.hook("r"))
 	r, err := outbox.NewRelay(testenv.OpenMySQL(t, dsnOf(t, db)), newProducer(t, mq), outbox.WithBatchSize(20),
 		outbox.WithBackoff(10*time.Millisecond, 50*time.Millisecond), outbox.WithHooks(outbox.Hooks{OnSend: hook}))
 	require.NoError(t, err)
@@ -243,17 +233,7 @@ func TestRelayShutdown(t *testing.T) {
 	db, _ := newDB(t)
 	mq := testenv.NewRocketMQ(t)
 	rec := newSends()
-	first := make(chan outbox.Send, 1)
-	release := make(chan struct{})
-	var once sync.Once
-	record := rec.hook("r1")
-	hook := func(ctx context.Context, s outbox.Send) {
-		record(ctx, s)
-		once.Do(func() {
-			first <- s
-			<-release
-		})
-	}
+	hook, first, release := pauseFirstSend(rec.hook("r1"))
 	r1, err := outbox.NewRelay(db, newProducer(t, mq), outbox.WithHooks(outbox.Hooks{OnSend: hook}))
 	require.NoError(t, err)
 	// Five sharding keys: five sends in one round.
@@ -359,15 +339,8 @@ func TestRelayRoundDoesNotBlockEnqueue(t *testing.T) {
 	cfg.Params = map[string]string{"innodb_lock_wait_timeout": "1"}
 	enqueuer := testenv.OpenMySQL(t, cfg.FormatDSN())
 	mq := testenv.NewRocketMQ(t)
-	inSend := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	r, err := outbox.NewRelay(db, newProducer(t, mq), outbox.WithHooks(outbox.Hooks{OnSend: func(context.Context, outbox.Send) {
-		once.Do(func() {
-			close(inSend)
-			<-release
-		})
-	}}))
+	hook, inSend, release := pauseFirstSend(func(context.Context, outbox.Send) {})
+	r, err := outbox.NewRelay(db, newProducer(t, mq), outbox.WithHooks(outbox.Hooks{OnSend: hook}))
 	require.NoError(t, err)
 	var msgs []outbox.Message
 	for i := range 20 {
