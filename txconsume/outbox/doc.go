@@ -44,11 +44,12 @@
 //	relay, err := outbox.NewRelay(db, prod)
 //	go relay.Run(ctx) // returns when ctx ends, after finishing its round
 //
-// Each round takes the oldest pending rows, locks their shards (a hash of the sharding key)
-// with SELECT ... FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, sends the rows in
-// batches, one per topic and queue, and deletes exactly the rows the broker stored before it
-// commits. It never reads "the rows after the last id it sent": AUTO_INCREMENT ids commit out
-// of order, so such a reader skips rows.
+// Each round takes the oldest pending rows (up to WithBatchSize; one read of the table lists the
+// rows of several rounds), locks their shards (a hash of the sharding key) with SELECT ... FOR
+// UPDATE SKIP LOCKED in a READ COMMITTED transaction, sends the rows in batches, one per topic
+// and queue, and deletes exactly the rows the broker stored before it commits. Every read starts
+// at the oldest pending row: the relay never reads "the rows after the last id it sent", because
+// AUTO_INCREMENT ids commit out of order and such a reader skips rows.
 //
 // Enqueue wakes the relays of its own process at once. Because it runs before the transaction
 // commits, a relay that finds nothing looks again after 1, 2, 4 ... 128 ms and then every 128 ms
