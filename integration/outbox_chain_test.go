@@ -91,7 +91,8 @@ func TestOutboxChain(t *testing.T) {
 		c.verify(0)
 
 		n1, n2 := r1.sentTotal(), r2.sentTotal()
-		require.Equal(t, chainTotal, n1+n2, "no message sent twice in normal operation")
+		require.Equal(t, chainTotal, n1+n2, "no message sent twice in normal operation; relays' warnings:\n%s\n%s",
+			r1.warnings(), r2.warnings())
 		for id, n := range r1.sentIDs() {
 			require.Equal(t, 1, n+r2.sentCount(id), "message %s", id)
 		}
@@ -260,11 +261,11 @@ func (c *chain) startRelay(name string, spec relaySpec) *relayProc {
 	return r
 }
 
-// stillPending returns those of ids whose rows are in the outbox table.
+// stillPending returns those of ids whose rows are pending in the outbox table.
 func (c *chain) stillPending(ids map[string]int) []string {
 	c.t.Helper()
 	var pending []string
-	require.NoError(c.t, c.e.db.Select(&pending, "SELECT msg_id FROM txconsume_outbox"))
+	require.NoError(c.t, c.e.db.Select(&pending, "SELECT msg_id FROM txconsume_outbox WHERE sent_at IS NULL"))
 	var out []string
 	for _, id := range pending {
 		if ids[id] > 0 {
@@ -470,3 +471,14 @@ func (r *relayProc) sentTotal() int {
 }
 
 func (r *relayProc) failures() int { return int(r.failed.Load()) }
+
+// warnings returns the relay's log lines at WARN and ERROR.
+func (r *relayProc) warnings() string {
+	var out []string
+	for _, l := range strings.Split(r.stderr.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			out = append(out, r.name+": "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -19,8 +19,9 @@
 -- row's shard locked (SELECT ... FOR UPDATE SKIP LOCKED on txconsume_outbox_shard), so at most one
 -- relay at a time sends the messages of a sharding key, and sends them in id order.
 --
--- sent_at is NULL while the row is pending. Relays that keep sent rows for an audit window set it
--- on the database's UTC clock; other relays delete the rows they sent. The index on
+-- sent_at is NULL while the row is pending. A relay sets it, on the database's UTC clock, in the
+-- transaction of the round that sent the row, and deletes the row later: right after, or once an
+-- audit window has passed. The index on
 -- (sent_at, id) finds the pending rows in id order without reading the kept ones, and the old
 -- sent rows in time order for cleanup; it also holds shard and size, so that the relay's read of
 -- the pending rows (id, shard, size) is served by the index alone. created_at holds the database

@@ -17,7 +17,8 @@ Shows the transactional outbox (package txconsume/outbox), per topic:
   PENDING         committed messages no relay has published yet;
   OLDEST PENDING  the age of the oldest of them, on the database's clock: how far publishing
                   lags behind (alert on it);
-  KEPT            published messages kept for the relays' audit window (WithRetention).
+  KEPT            published messages still in the table: kept for the relays' audit window
+                  (WithRetention), or about to be deleted.
 
 With -max-age, the command fails (exit status 1) when a topic's oldest pending message is
 older, for scripts and probes.`

@@ -47,7 +47,9 @@
 // Each round takes the oldest pending rows (up to WithBatchSize; one read of the table lists the
 // rows of several rounds), locks their shards (a hash of the sharding key) with SELECT ... FOR
 // UPDATE SKIP LOCKED in a READ COMMITTED transaction, sends the rows in batches, one per topic
-// and queue, and deletes exactly the rows the broker stored before it commits. Every read starts
+// and queue, and marks exactly the rows the broker stored as sent before it commits; the relay
+// deletes them right after (or after WithRetention). No statement of a round waits for another
+// transaction's rows, another relay's or an open Enqueue's. Every read starts
 // at the oldest pending row: the relay never reads "the rows after the last id it sent", because
 // AUTO_INCREMENT ids commit out of order and such a reader skips rows.
 //
@@ -67,7 +69,7 @@
 //     stable id is exactly-once effects downstream, and a chain of txconsume services with
 //     outboxes is exactly-once end to end.
 //   - In normal operation no message is sent twice, with any number of relays, in one process
-//     or many: a relay sends only rows whose shard it holds locked, and deletes them before it
+//     or many: a relay sends only rows whose shard it holds locked, and marks them sent before it
 //     releases the shard. Copies come only from failures (a crash or lost connection between
 //     the send and the commit, a send that timed out after the broker stored it).
 //   - Messages with the same sharding key go to one queue of their topic (the one
@@ -88,8 +90,8 @@
 //
 // # Operations
 //
-// Sent rows are deleted in the round that sent them, or kept for an audit window
-// (WithRetention) and then deleted by the relays in bounded batches. Neither the relay nor the
+// Sent rows are deleted by the relay right after the round that sent them, or kept for an audit
+// window (WithRetention) first, in bounded batches either way. Neither the relay nor the
 // cleanup ever makes Enqueue wait: they lock only the rows and shards they use, in READ
 // COMMITTED transactions (which take no gap locks; a server with binlog_format=STATEMENT
 // refuses writes at that level, use ROW or MIXED). Status, and `txconsume outbox status` on the

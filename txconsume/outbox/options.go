@@ -62,7 +62,7 @@ func defaultRelayConfig() relayConfig {
 }
 
 // WithBatchSize sets the most rows a relay takes in one round (one transaction: the rows are
-// read, locked, sent and deleted together). Larger rounds send more per round trip; each round
+// read, sent and marked sent together). Larger rounds send more per round trip; each round
 // holds its rows' shards until it commits. 1 to MaxBatchSize. Default: DefaultBatchSize (512).
 func WithBatchSize(n int) RelayOption {
 	return func(c *relayConfig) {
@@ -113,8 +113,8 @@ func WithBackoff(minDelay, maxDelay time.Duration) RelayOption {
 }
 
 // WithRetention keeps sent rows for d, marked with their sent_at time, as an audit trail; the
-// relay deletes rows sent more than d ago, in batches of WithCleanupBatch rows. Default 0: a
-// row is deleted in the transaction that records it as sent.
+// relay deletes rows sent more than d ago, in batches of WithCleanupBatch rows. Default 0: the
+// relay deletes sent rows right after the round that sent them.
 func WithRetention(d time.Duration) RelayOption {
 	return func(c *relayConfig) {
 		if d < 0 {
@@ -125,7 +125,7 @@ func WithRetention(d time.Duration) RelayOption {
 	}
 }
 
-// WithCleanupBatch sets how many kept rows one cleanup statement deletes (see WithRetention).
+// WithCleanupBatch sets how many sent rows one cleanup statement deletes (see WithRetention).
 // 1 to MaxBatchSize*10. Default: DefaultCleanupBatch (1000).
 func WithCleanupBatch(n int) RelayOption {
 	return func(c *relayConfig) {

@@ -41,12 +41,13 @@ type Relay struct {
 	running atomic.Bool
 
 	// Used by Run's goroutine only.
-	win         *window
-	queues      map[string]int // topic -> queue count, as the selector last saw it
-	backoff     map[string]*topicBackoff
-	roundErrs   int
-	lastStatus  time.Time
-	lastCleanup time.Time
+	win        *window
+	queues     map[string]int // topic -> queue count, as the selector last saw it
+	backoff    map[string]*topicBackoff
+	roundErrs  int
+	lastStatus time.Time
+
+	marked chan struct{} // a round marked rows sent: the cleanup has work
 }
 
 type topicBackoff struct {
@@ -71,7 +72,7 @@ func NewRelay(db *sqlx.DB, p Producer, opts ...RelayOption) (*Relay, error) {
 	if len(cfg.errs) > 0 {
 		return nil, errors.Join(cfg.errs...)
 	}
-	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1),
+	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1), marked: make(chan struct{}, 1),
 		queues: map[string]int{}, backoff: map[string]*topicBackoff{}}, nil
 }
 
@@ -104,6 +105,16 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	registerRelay(r)
 	defer unregisterRelay(r)
+	cleanupCtx, stopCleanup := context.WithCancel(ctx)
+	cleanupDone := make(chan struct{})
+	go func() {
+		defer close(cleanupDone)
+		r.cleanupLoop(cleanupCtx)
+	}()
+	defer func() {
+		stopCleanup()
+		<-cleanupDone
+	}()
 
 	hot, woken := hotFirst, time.Now() // rows may be waiting already
 	for {
@@ -216,14 +227,23 @@ type window struct {
 //  1. it takes the next rows of its window of pending rows (reading a new window, a plain
 //     read without locks, when the last one is used up), leaving out topics in backoff;
 //  2. in a READ COMMITTED transaction, it locks the shards of those rows that no other relay
-//     holds (FOR UPDATE SKIP LOCKED), then locks those shards' rows among them that are still
+//     holds (FOR UPDATE SKIP LOCKED), then reads those shards' rows among them that are still
 //     pending;
 //  3. it sends them, grouped by topic and queue, in id order;
-//  4. it deletes the rows the broker stored (or marks them sent), checking that exactly those
-//     rows changed, and commits, which releases the shards.
+//  4. it marks the rows the broker stored as sent, checking that exactly those rows changed,
+//     and commits, which releases the shards. The cleanup deletes marked rows later (see
+//     cleanupLoop).
 //
 // A crash anywhere before the commit rolls the transaction back: the rows stay pending and are
 // sent again, under the same ids.
+//
+// No statement of a round waits for another transaction's rows, whatever plan the server picks
+// for it (on a small table, a full scan): the shard lock alone keeps other relays off the rows,
+// so they are read without locks, and the mark is an UPDATE, which under READ COMMITTED skips
+// rows that other transactions hold and that do not match (InnoDB's semi-consistent read), the
+// rows of other relays' rounds and of uncommitted Enqueues included. A DELETE has no such read:
+// on a full scan it waits for every locked row it passes, and two relays deleting at once
+// deadlock; that is why deleting is left to the cleanup.
 func (r *Relay) round(ctx context.Context) (res roundResult, err error) {
 	if r.win == nil || r.win.next >= len(r.win.cands) {
 		cands, cerr := r.candidates(ctx, windowRounds*r.cfg.batchSize)
@@ -273,7 +293,7 @@ func (r *Relay) round(ctx context.Context) (res roundResult, err error) {
 	if len(ids) == 0 {
 		return res, nil
 	}
-	rows, err := lockRows(work, tx, ids)
+	rows, err := readRows(work, tx, ids)
 	if err != nil {
 		r.win = nil
 		return res, err
@@ -310,6 +330,12 @@ func (r *Relay) round(ctx context.Context) (res roundResult, err error) {
 		return res, fmt.Errorf("commit after sending %d messages (they will be sent again): %w", len(sent), err)
 	}
 	res.sent = len(sent)
+	if res.sent > 0 {
+		select {
+		case r.marked <- struct{}{}:
+		default:
+		}
+	}
 	return res, sendErr
 }
 
@@ -382,35 +408,42 @@ func lockShards(ctx context.Context, tx *sqlx.Tx, cands []candidate) (map[int]bo
 	return locked, nil
 }
 
-// lockRows locks and reads the rows of ids that are still pending: another relay may have sent
-// some since the candidates were read.
-func lockRows(ctx context.Context, tx *sqlx.Tx, ids []uint64) ([]row, error) {
+// readRows reads the rows of ids that are still pending: another relay may have sent some since
+// the candidates were read. It takes no row locks (the shard locks keep other relays off these
+// rows), so it waits for nobody, whatever plan the server picks for it.
+func readRows(ctx context.Context, tx *sqlx.Tx, ids []uint64) ([]row, error) {
 	args := make([]any, len(ids))
 	for i, id := range ids {
 		args[i] = id
 	}
-	var rows []row
-	err := tx.SelectContext(ctx, &rows, "SELECT id, msg_id, topic, tags, msg_keys, sharding_key, shard, properties, body, size FROM "+
-		Table+" WHERE id IN ("+placeholders(len(ids))+") AND sent_at IS NULL ORDER BY id FOR UPDATE", args...)
+	var read []struct {
+		row
+		Pending bool `db:"pending"`
+	}
+	err := tx.SelectContext(ctx, &read, "SELECT id, msg_id, topic, tags, msg_keys, sharding_key, shard, properties, body, size, "+
+		"sent_at IS NULL AS pending FROM "+Table+" WHERE id IN ("+placeholders(len(ids))+") ORDER BY id", args...)
 	if err != nil {
-		return nil, fmt.Errorf("lock pending rows: %w", err)
+		return nil, fmt.Errorf("read pending rows: %w", err)
+	}
+	rows := make([]row, 0, len(read))
+	for _, l := range read {
+		if l.Pending {
+			rows = append(rows, l.row)
+		}
 	}
 	return rows, nil
 }
 
-// markSent deletes the sent rows, or marks them sent when they are kept, and fails unless
-// every one of them changed: the rows are locked by this transaction, so a difference means
-// something outside the relays changed them, and the commit must not pretend otherwise.
+// markSent marks the sent rows sent and fails unless every one of them changed: only the holder
+// of their shards changes pending rows, so a difference means something outside the relays
+// changed them, and the commit must not pretend otherwise. The rows are named by primary key
+// alone.
 func (r *Relay) markSent(ctx context.Context, tx *sqlx.Tx, ids []uint64) error {
 	args := make([]any, len(ids))
 	for i, id := range ids {
 		args[i] = id
 	}
-	q := "DELETE FROM " + Table + " WHERE id IN (" + placeholders(len(ids)) + ")"
-	if r.cfg.retention > 0 {
-		q = "UPDATE " + Table + " SET sent_at = UTC_TIMESTAMP(6) WHERE id IN (" + placeholders(len(ids)) + ") AND sent_at IS NULL"
-	}
-	res, err := tx.ExecContext(ctx, q, args...)
+	res, err := tx.ExecContext(ctx, "UPDATE "+Table+" SET sent_at = UTC_TIMESTAMP(6) WHERE id IN ("+placeholders(len(ids))+")", args...)
 	if err != nil {
 		return fmt.Errorf("record %d sent messages (they will be sent again): %w", len(ids), err)
 	}
@@ -419,7 +452,7 @@ func (r *Relay) markSent(ctx context.Context, tx *sqlx.Tx, ids []uint64) error {
 		return fmt.Errorf("record %d sent messages: %w", len(ids), err)
 	}
 	if n != int64(len(ids)) {
-		return fmt.Errorf("recording %d sent messages changed %d rows: rows locked by this relay were changed by someone else; rolled back", len(ids), n)
+		return fmt.Errorf("recording %d sent messages changed %d rows: rows of shards this relay holds were changed by someone else; rolled back", len(ids), n)
 	}
 	return nil
 }
@@ -573,7 +606,7 @@ func (r *Relay) nextBackoffEnd() (time.Duration, bool) {
 	return max(0, time.Until(first)), true
 }
 
-// maintain reports the status and deletes old kept rows, when they are due.
+// maintain reports the status when it is due.
 func (r *Relay) maintain(ctx context.Context) {
 	now := time.Now()
 	if r.cfg.hooks.OnStatus != nil && now.Sub(r.lastStatus) >= r.cfg.statusInterval {
@@ -584,23 +617,59 @@ func (r *Relay) maintain(ctx context.Context) {
 			r.cfg.hooks.OnStatus(ctx, st)
 		}
 	}
-	if r.cfg.retention > 0 && now.Sub(r.lastCleanup) >= cleanupInterval(r.cfg.retention) {
-		n, more, err := deleteSentBatch(ctx, r.db, r.cfg.retention, r.cfg.cleanupBatch)
-		if err != nil {
-			r.cfg.logger.WarnContext(ctx, "outbox: cleanup of sent rows failed", slog.Any("error", err))
+}
+
+// cleanupLoop deletes the rows marked sent more than the retention ago (at once, without a
+// retention), in batches, until ctx ends. It runs beside the rounds rather than in them: its
+// DELETE may wait for rows that other transactions hold (an uncommitted Enqueue's, when the
+// server scans the table), which must not hold up sending. Relays never wait for it: their
+// UPDATE skips the rows it deletes.
+func (r *Relay) cleanupLoop(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		more, err := r.cleanup(ctx)
+		var wait time.Duration
+		switch {
+		case err != nil && ctx.Err() == nil:
+			failures++
+			wait = backoffDelay(r.cfg.backoffMin, r.cfg.backoffMax, failures)
+			r.cfg.logger.WarnContext(ctx, "outbox: cleanup of sent rows failed", slog.Any("error", err),
+				slog.Int("failures", failures), slog.Duration("retry_in", wait))
+		case more:
+			failures = 0
+			continue
+		default:
+			failures = 0
+			wait = cleanupInterval(r.cfg.retention)
 		}
-		if n > 0 {
-			r.cfg.logger.DebugContext(ctx, "outbox: deleted sent rows past the retention", slog.Int64("rows", n))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-r.marked:
+			if r.cfg.retention > 0 {
+				// Rows marked now are due only after the retention: keep the interval.
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+			}
 		}
-		if !more {
-			// Deleting one batch per loop keeps sends going while a backlog of old rows is
-			// deleted; once it is gone, look again only after a while.
-			r.lastCleanup = now
-		}
+		t.Stop()
 	}
 }
 
-// cleanupInterval is how often a relay looks for kept rows past their retention.
+// cleanup deletes one batch of rows due for deletion and reports whether more may be due.
+func (r *Relay) cleanup(ctx context.Context) (more bool, err error) {
+	n, more, err := deleteSentBatch(ctx, r.db, r.cfg.retention, r.cfg.cleanupBatch)
+	if n > 0 {
+		r.cfg.logger.DebugContext(ctx, "outbox: deleted sent rows", slog.Int64("rows", n))
+	}
+	return more, err
+}
+
+// cleanupInterval is how often a relay looks for sent rows to delete when no round wakes it:
+// every second without a retention, a tenth of it (from a second to a minute) with one.
 func cleanupInterval(retention time.Duration) time.Duration {
 	return min(max(retention/10, time.Second), time.Minute)
 }

@@ -157,13 +157,15 @@ func TestRelayKeepsSentRows(t *testing.T) {
 	}
 	require.Equal(t, 5, count("sent_at IS NOT NULL"))
 
-	r.maintain(ctx)
+	more, err := r.cleanup(ctx)
+	require.NoError(t, err)
+	require.False(t, more)
 	require.Equal(t, 5, count("sent_at IS NOT NULL"), "younger than the retention")
 	_, err = db.Exec("UPDATE " + Table + " SET sent_at = sent_at - INTERVAL 2 HOUR WHERE sent_at IS NOT NULL")
 	require.NoError(t, err)
-	for range 3 { // batches of 2; the relay deletes one batch per loop while more are due
-		r.lastCleanup = time.Time{}
-		r.maintain(ctx)
+	for more = true; more; { // batches of 2
+		more, err = r.cleanup(ctx)
+		require.NoError(t, err)
 	}
 	require.Zero(t, count("sent_at IS NOT NULL"))
 	require.Equal(t, 1, count("sent_at IS NULL"), "the pending row stays")

@@ -12,11 +12,13 @@ import (
 // deleteSentBatch deletes up to batch rows that were sent more than retention ago and reports
 // how many it deleted and whether more may be waiting.
 //
-// It never blocks Enqueue. The ids are read with a plain SELECT (no locks) and deleted by
-// primary key in a READ COMMITTED transaction, which takes record locks on the rows it deletes
-// and no gap locks: under REPEATABLE READ an id deleted meanwhile by another relay would leave
-// a gap lock where it was, and when that gap is the end of the table every INSERT of Enqueue
-// would wait for it. The DELETE checks sent_at again, so it deletes nothing that is pending.
+// It never blocks Enqueue, nor a relay. The ids are read with a plain SELECT (no locks) and
+// deleted by primary key alone in a READ COMMITTED transaction, which locks exactly the rows it
+// deletes and takes no gap locks: under REPEATABLE READ an id deleted meanwhile by another relay
+// would leave a gap lock where it was, and when that gap is the end of the table every INSERT of
+// Enqueue would wait for it; and a DELETE that also named sent_at could be run through the
+// pending index, locking entries of rows the relays are marking. Naming the ids alone is safe: a
+// row's sent_at never changes once set, and ids are never used again.
 func deleteSentBatch(ctx context.Context, db *sqlx.DB, retention time.Duration, batch int) (int64, bool, error) {
 	var ids []uint64
 	err := db.SelectContext(ctx, &ids, "SELECT id FROM "+Table+
@@ -32,7 +34,7 @@ func deleteSentBatch(ctx context.Context, db *sqlx.DB, retention time.Duration, 
 		return 0, false, fmt.Errorf("outbox: cleanup: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	n, err := deleteSent(ctx, tx, retention, ids)
+	n, err := deleteRows(ctx, tx, ids)
 	if err != nil {
 		return 0, false, err
 	}
@@ -42,15 +44,13 @@ func deleteSentBatch(ctx context.Context, db *sqlx.DB, retention time.Duration, 
 	return n, len(ids) == batch, nil
 }
 
-// deleteSent deletes the rows of ids that are still sent more than retention ago.
-func deleteSent(ctx context.Context, tx *sqlx.Tx, retention time.Duration, ids []uint64) (int64, error) {
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, retention.Microseconds())
-	for _, id := range ids {
-		args = append(args, id)
+// deleteRows deletes the rows of ids.
+func deleteRows(ctx context.Context, tx *sqlx.Tx, ids []uint64) (int64, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
 	}
-	res, err := tx.ExecContext(ctx, "DELETE FROM "+Table+" WHERE sent_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND AND id IN ("+
-		placeholders(len(ids))+")", args...)
+	res, err := tx.ExecContext(ctx, "DELETE FROM "+Table+" WHERE id IN ("+placeholders(len(ids))+")", args...)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: delete sent rows past the retention: %w", err)
 	}

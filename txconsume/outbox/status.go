@@ -16,7 +16,8 @@ type TopicStatus struct {
 	// OldestPending is the age of the oldest pending message (0 when none is pending), measured
 	// on the database's clock from the moment it was enqueued: how far publishing lags behind.
 	OldestPending time.Duration
-	// Kept is the number of sent messages kept for the audit window (see WithRetention).
+	// Kept is the number of sent messages still in the table: kept for the audit window (see
+	// WithRetention), or about to be deleted.
 	Kept int64
 }
 
