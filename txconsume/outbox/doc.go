@@ -48,7 +48,7 @@
 // rows of several rounds), locks their shards (a hash of the sharding key) with SELECT ... FOR
 // UPDATE SKIP LOCKED in a READ COMMITTED transaction, sends the rows in batches, one per topic
 // and queue, and marks exactly the rows the broker stored as sent before it commits; the relay
-// deletes them right after (or after WithRetention). No statement of a round waits for another
+// deletes them within a second (or after WithRetention). No statement of a round waits for another
 // transaction's rows, another relay's or an open Enqueue's. Every read starts
 // at the oldest pending row: the relay never reads "the rows after the last id it sent", because
 // AUTO_INCREMENT ids commit out of order and such a reader skips rows.
@@ -90,11 +90,14 @@
 //
 // # Operations
 //
-// Sent rows are deleted by the relay right after the round that sent them, or kept for an audit
-// window (WithRetention) first, in bounded batches either way. Neither the relay nor the
-// cleanup ever makes Enqueue wait: they lock only the rows and shards they use, in READ
-// COMMITTED transactions (which take no gap locks; a server with binlog_format=STATEMENT
-// refuses writes at that level, use ROW or MIXED). Status, and `txconsume outbox status` on the
+// A round marks the rows it sent with an UPDATE of sent_at; the relay deletes them within a
+// second, or keeps them for an audit window (WithRetention) first, in bounded batches either
+// way. Neither the relay nor the cleanup ever makes Enqueue wait: they lock only the rows and
+// shards they use, in READ COMMITTED transactions (which take no gap locks; a server with
+// binlog_format=STATEMENT refuses writes at that level, use ROW or MIXED). With row-based
+// binary logs and binlog_row_image=FULL (the default), the UPDATE logs the whole row, body
+// included, twice; binlog_row_image=NOBLOB spares large bodies. Status, and `txconsume outbox
+// status` on the
 // command line, report per topic the pending messages and the age of the oldest, which is what
 // to alert on; Hooks receive every send (for counters of sent messages and failures) and the
 // same status periodically (for gauges). When the enqueuing context carries an OpenTelemetry

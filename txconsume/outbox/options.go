@@ -114,7 +114,7 @@ func WithBackoff(minDelay, maxDelay time.Duration) RelayOption {
 
 // WithRetention keeps sent rows for d, marked with their sent_at time, as an audit trail; the
 // relay deletes rows sent more than d ago, in batches of WithCleanupBatch rows. Default 0: the
-// relay deletes sent rows right after the round that sent them.
+// relay deletes sent rows within a second.
 func WithRetention(d time.Duration) RelayOption {
 	return func(c *relayConfig) {
 		if d < 0 {

@@ -46,8 +46,6 @@ type Relay struct {
 	backoff    map[string]*topicBackoff
 	roundErrs  int
 	lastStatus time.Time
-
-	marked chan struct{} // a round marked rows sent: the cleanup has work
 }
 
 type topicBackoff struct {
@@ -72,7 +70,7 @@ func NewRelay(db *sqlx.DB, p Producer, opts ...RelayOption) (*Relay, error) {
 	if len(cfg.errs) > 0 {
 		return nil, errors.Join(cfg.errs...)
 	}
-	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1), marked: make(chan struct{}, 1),
+	return &Relay{db: db, prod: p, cfg: cfg, wake: make(chan struct{}, 1),
 		queues: map[string]int{}, backoff: map[string]*topicBackoff{}}, nil
 }
 
@@ -330,12 +328,6 @@ func (r *Relay) round(ctx context.Context) (res roundResult, err error) {
 		return res, fmt.Errorf("commit after sending %d messages (they will be sent again): %w", len(sent), err)
 	}
 	res.sent = len(sent)
-	if res.sent > 0 {
-		select {
-		case r.marked <- struct{}{}:
-		default:
-		}
-	}
 	return res, sendErr
 }
 
@@ -619,11 +611,12 @@ func (r *Relay) maintain(ctx context.Context) {
 	}
 }
 
-// cleanupLoop deletes the rows marked sent more than the retention ago (at once, without a
-// retention), in batches, until ctx ends. It runs beside the rounds rather than in them: its
-// DELETE may wait for rows that other transactions hold (an uncommitted Enqueue's, when the
-// server scans the table), which must not hold up sending. Relays never wait for it: their
-// UPDATE skips the rows it deletes.
+// cleanupLoop deletes the rows marked sent more than the retention ago (any marked row, without
+// a retention), in batches, every cleanupInterval and at once while batches come back full,
+// until ctx ends. It runs beside the rounds rather than in them: its DELETE may wait for rows
+// that other transactions hold (an uncommitted Enqueue's, when the server scans the table),
+// which must not hold up sending. Relays never wait for it: their UPDATE skips the rows it
+// deletes. Deleting once a second rather than after every round saves a commit per round.
 func (r *Relay) cleanupLoop(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
@@ -642,20 +635,7 @@ func (r *Relay) cleanupLoop(ctx context.Context) {
 			failures = 0
 			wait = cleanupInterval(r.cfg.retention)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-r.marked:
-			if r.cfg.retention > 0 {
-				// Rows marked now are due only after the retention: keep the interval.
-				select {
-				case <-ctx.Done():
-				case <-t.C:
-				}
-			}
-		}
-		t.Stop()
+		sleepCtx(ctx, wait)
 	}
 }
 
@@ -668,8 +648,8 @@ func (r *Relay) cleanup(ctx context.Context) (more bool, err error) {
 	return more, err
 }
 
-// cleanupInterval is how often a relay looks for sent rows to delete when no round wakes it:
-// every second without a retention, a tenth of it (from a second to a minute) with one.
+// cleanupInterval is how often a relay looks for sent rows to delete: every second without a
+// retention, every tenth of it (from a second to a minute) with one.
 func cleanupInterval(retention time.Duration) time.Duration {
 	return min(max(retention/10, time.Second), time.Minute)
 }
