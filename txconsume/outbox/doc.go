@@ -73,13 +73,14 @@
 //     releases the shard. Copies come only from failures (a crash or lost connection between
 //     the send and the commit, a send that timed out after the broker stored it).
 //   - Messages with the same sharding key go to one queue of their topic (the one
-//     producer.NewHashQueueSelector would choose) in the order their transactions committed
-//     (for transactions that enqueue one key's messages one after the other, as updates of one
-//     business row do, that is the order of Enqueue calls), with any number of relays. An
-//     orderly consumer sees them in that order; copies sent again are duplicates to txconsume,
-//     so the order of effects holds. The order depends on the topic's number of writable queues:
-//     when it changes (a topic resized, a broker of several down), a key moves to another queue,
-//     as with any hash selector.
+//     producer.NewHashQueueSelector would choose) in the order they were enqueued, with any
+//     number of relays, when the transactions that enqueue a key's messages follow one another
+//     (as the updates of one business row do, under its row lock). Messages of transactions
+//     that overlap have no order between them and go in the order of their ids or of their
+//     commits. An orderly consumer sees them in that order; copies sent again are duplicates
+//     to txconsume, so the order of effects holds. The order depends on the topic's number of
+//     writable queues: when it changes (a topic resized, a broker of several down), a key moves
+//     to another queue, as with any hash selector.
 //   - A broker that is down or refuses a topic costs no message: the relay backs off per topic
 //     (WithBackoff), keeps the rows and sends them when the broker takes them again. A database
 //     that fails makes the round roll back; the relay backs off and tries again.
