@@ -3,6 +3,8 @@ package integration
 import (
 	"os"
 	"testing"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 // TestMain lets the test binary double as a service instance: with TXCONSUME_RMQ_WORKER set it runs
@@ -15,5 +17,5 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(relayWorkerEnv); spec != "" {
 		os.Exit(runRelayWorker(spec))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.M(m).Run())
 }

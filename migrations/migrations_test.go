@@ -203,3 +203,31 @@ func TestMigrations(t *testing.T) {
 		require.Equal(t, sources(t)+1, total, "no version row written twice, applied or not")
 	})
 }
+
+func TestCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs MySQL")
+	}
+	ctx := context.Background()
+	db := testenv.MySQL(t).DB
+
+	err := migrations.Check(ctx, db)
+	require.ErrorIs(t, err, migrations.ErrNotMigrated, "a fresh database")
+	require.ErrorContains(t, err, "none of the")
+	require.ErrorContains(t, err, "migrations.Up")
+	require.ErrorContains(t, err, "txconsume migrate up")
+
+	require.NoError(t, migrations.Up(ctx, db))
+	require.NoError(t, migrations.Check(ctx, db))
+
+	statuses, err := migrations.Statuses(ctx, db)
+	require.NoError(t, err)
+	latest := statuses[len(statuses)-1].Name
+	require.NoError(t, migrations.Down(ctx, db))
+	err = migrations.Check(ctx, db)
+	require.ErrorIs(t, err, migrations.ErrNotMigrated, "the newest migration rolled back")
+	require.ErrorContains(t, err, "pending: "+latest)
+
+	require.NoError(t, migrations.Up(ctx, db))
+	require.NoError(t, migrations.Check(ctx, db))
+}

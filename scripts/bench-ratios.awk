@@ -3,11 +3,23 @@
 #   .../bare            is the baseline of .../process and .../process-batch
 #   .../process-each    is the baseline of .../process-batch as well (batch vs one by one)
 #   .../plain-loop      is the baseline of .../relay (the outbox relay vs sending in a loop)
+# BenchmarkProtectionCost measures its variants interleaved and reports the ratios itself
+# (units "a/b"): those are printed as "a vs b", with both throughputs.
 /^Benchmark/ {
   name = $1; sub(/-[0-9]+$/, "", name)
-  for (i = 2; i < NF; i++) if ($(i + 1) == "msgs/s") { sum[name] += $i; n[name]++ }
+  for (i = 2; i < NF; i++) {
+    unit = $(i + 1)
+    if (unit == "msgs/s") { sum[name] += $i; n[name]++ }
+    if (unit ~ /-msgs\/s$/) { v = unit; sub(/-msgs\/s$/, "", v); vsum[name, v] += $i }
+    if (unit ~ /^[a-z]+\/[a-z]+$/ && unit != "msgs/s") { rsum[name, unit] += $i; rn[name, unit]++; ratios[name, unit] = 1 }
+  }
 }
 END {
+  for (key in ratios) {
+    split(key, part, SUBSEP); name = part[1]; unit = part[2]; split(unit, ab, "/")
+    k = rn[name, unit]
+    printf "%-70s %9.0f %9.0f %6.2fx\n", name " " ab[1] " vs " ab[2], vsum[name, ab[1]] / k, vsum[name, ab[2]] / k, rsum[name, unit] / k
+  }
   for (name in sum) {
     base = name; cand = name
     if (name ~ /\/process$/ || name ~ /\/process-batch$/) { sub(/\/[^\/]+$/, "/bare", base); pair(name, base) }

@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# Brings up the real services that txconsume's tests and demo run against:
-# a MySQL-compatible database, Redis, and a RocketMQ 5.x namesrv + broker, all on loopback.
+# Brings up the real services that txconsume's tests and demo run against: the database servers
+# of the test matrix (MariaDB and Oracle MySQL), Redis, and a RocketMQ 5.x namesrv + broker, all on
+# loopback.
 #
 #   scripts/services.sh up      start what is missing and wait until every service really answers
 #   scripts/services.sh down    stop what `up` started (by pid, or the compose project), nothing else
-#   scripts/services.sh env     print `export` lines for TXCONSUME_MYSQL_DSN, TXCONSUME_ROCKETMQ_NAMESRV,
-#                               TXCONSUME_REDIS_ADDR (use: eval "$(scripts/services.sh env)")
+#   scripts/services.sh env     print `export` lines for TXCONSUME_MYSQL_DSN (the DSN the tests use),
+#                               TXCONSUME_MARIADB_DSN, TXCONSUME_ORACLE_MYSQL_DSN, TXCONSUME_SERVERS,
+#                               TXCONSUME_ROCKETMQ_NAMESRV, TXCONSUME_REDIS_ADDR
+#                               (use: eval "$(scripts/services.sh env)")
 #   scripts/services.sh status  say what runs
+#   scripts/services.sh plan    say whether `up` would take the native or the compose path, and why
 #   scripts/services.sh rocketmq-lib
 #                               fetch the RocketMQ jars if needed and print their directory (tests start
 #                               private namesrv and broker instances from it)
 #
+# TXCONSUME_SERVERS lists the database servers to start and test on, default "mariadb mysql";
+# TXCONSUME_MYSQL_DSN, unless already set, points at the first of them (so TXCONSUME_SERVERS=mysql
+# makes `make demo` and `make bench` use Oracle MySQL).
+#
 # Where each service comes from, in order:
-#   1. its TXCONSUME_* variable is already set: that service is used as it is, nothing is started;
-#   2. a Docker engine answers: docker compose (docker-compose.yml) starts mysql, rocketmq and redis;
-#   3. otherwise: MariaDB and Redis from Debian packages and the RocketMQ jars from Maven Central,
-#      installed when missing and started from data folders under .services/ (ignored by git).
+#   1. its TXCONSUME_* variable is already set (TXCONSUME_MARIADB_DSN, TXCONSUME_ORACLE_MYSQL_DSN,
+#      TXCONSUME_REDIS_ADDR, TXCONSUME_ROCKETMQ_NAMESRV): that service is used as it is;
+#   2. the compose path (docker-compose.yml starts mysql, rocketmq and redis), chosen by
+#      TXCONSUME_SERVICES: "docker" takes it (starting dockerd, building Compose v2 and local images
+#      as needed, see scripts/docker/); "native" (or TXCONSUME_NO_DOCKER=1) never does; unset or
+#      "auto" takes it only where apt-get is missing, a Docker engine answers, a Compose v2 command
+#      runs and the images are present or pullable, and otherwise says in one line why not;
+#   3. otherwise: MariaDB and Redis from Debian packages, Oracle MySQL from Debian sid's
+#      mysql-server-core run in a chroot (a sid root file system made with debootstrap, so the
+#      host's packages stay as they are), and the RocketMQ jars from Maven Central, installed when
+#      missing and started from folders under .services/ (ignored by git).
 #
 # `up` is idempotent: a second call reuses whatever already runs.
 set -euo pipefail
@@ -25,12 +40,20 @@ STATE=${TXCONSUME_SERVICES_DIR:-$ROOT/.services}
 READY_TIMEOUT=${TXCONSUME_SERVICES_TIMEOUT:-180}
 
 MYSQL_PORT=3306
+ORACLE_MYSQL_PORT=${TXCONSUME_ORACLE_MYSQL_PORT:-3307}
 REDIS_PORT=6379
 NAMESRV_PORT=9876
 BROKER_PORT=10911
 ROCKETMQ_VERSION=5.3.3
 
-DEFAULT_DSN="txconsume:txconsume@tcp(127.0.0.1:${MYSQL_PORT})/txconsume"
+# interpolateParams=true: one round trip per query instead of prepare + execute + close, as the
+# README recommends.
+DEFAULT_MARIADB_DSN="txconsume:txconsume@tcp(127.0.0.1:${MYSQL_PORT})/txconsume?interpolateParams=true"
+DEFAULT_ORACLE_MYSQL_DSN="txconsume:txconsume@tcp(127.0.0.1:${ORACLE_MYSQL_PORT})/txconsume?interpolateParams=true"
+# The database servers of the test matrix: "mariadb", "mysql" (Oracle MySQL), or both.
+SERVERS=${TXCONSUME_SERVERS:-mariadb mysql}
+# Debian sid is where Oracle MySQL (mysql-server-core, 9.7 at the time of writing) is packaged.
+SID_MIRROR=${TXCONSUME_SID_MIRROR:-http://deb.debian.org/debian}
 DEFAULT_NAMESRV="127.0.0.1:${NAMESRV_PORT}"
 DEFAULT_REDIS="127.0.0.1:${REDIS_PORT}"
 
@@ -70,11 +93,82 @@ apt_install() {
   fi
 }
 
+# docker_usable decides whether `up` takes the compose path (see the top of this file) and prepares
+# it: COMPOSE and COMPOSE_FILES are set for compose_up. Where it falls back to native services it
+# says why in one line; with TXCONSUME_SERVICES=docker a path that does not work is a failure.
+# `docker_usable --dry` decides without starting, installing or building anything (for `plan`).
 docker_usable() {
-  [ "${TXCONSUME_NO_DOCKER:-}" != "1" ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+  local dry=${1:-} mode=${TXCONSUME_SERVICES:-auto}
+  [ "${TXCONSUME_NO_DOCKER:-}" = 1 ] && mode=native
+  # shellcheck source=scripts/docker/lib.sh
+  . "$ROOT/scripts/docker/lib.sh"
+  COMPOSE_FILES=(-f "$ROOT/docker-compose.yml")
+  case $mode in
+    native) return 1 ;;
+    auto) ;;
+    docker)
+      compose_serves_servers || fail "TXCONSUME_SERVICES=docker: $SERVERS_MISSING"
+      [ "$dry" = --dry ] && { log "docker: TXCONSUME_SERVICES=docker asks for docker-compose.yml"; return 0; }
+      docker_engine_up || fail "TXCONSUME_SERVICES=docker: no Docker engine"
+      compose_install || fail "TXCONSUME_SERVICES=docker: $COMPOSE_MISSING"
+      compose_images || {
+        log "docker: $IMAGES_MISSING; building local images"
+        "$ROOT/scripts/docker/build-images.sh" || fail "TXCONSUME_SERVICES=docker: local images"
+        COMPOSE_FILES+=(-f "$LOCAL_COMPOSE_OVERRIDE")
+      }
+      return 0 ;;
+    *) fail "TXCONSUME_SERVICES=$mode: expected auto, native or docker" ;;
+  esac
+  docker_engine_answers || return 1
+  if command -v apt-get >/dev/null 2>&1; then
+    log "docker: an engine answers, but where apt-get installs them native services are the default (TXCONSUME_SERVICES=docker takes docker-compose.yml)"
+    return 1
+  fi
+  if ! compose_serves_servers; then
+    log "docker: falling back to native services: $SERVERS_MISSING"
+    return 1
+  fi
+  if ! compose_detect; then
+    log "docker: falling back to native services: $COMPOSE_MISSING"
+    return 1
+  fi
+  if ! compose_images; then
+    if image_present "$LOCAL_MYSQL_IMAGE" && image_present "$LOCAL_REDIS_IMAGE" && image_present "$LOCAL_ROCKETMQ_IMAGE"; then
+      COMPOSE_FILES+=(-f "$LOCAL_COMPOSE_OVERRIDE")
+    else
+      log "docker: falling back to native services: $IMAGES_MISSING, and the local images are not built (scripts/docker/build-images.sh)"
+      return 1
+    fi
+  fi
+  log "docker: using ${COMPOSE[*]} with ${COMPOSE_FILES[*]}"
 }
 
-# ---------------------------------------------------------------- MariaDB
+# compose_serves_servers reports whether docker-compose.yml has every database server of the test
+# matrix that no variable names: its mysql service is Oracle MySQL, published where the matrix
+# expects Oracle MySQL (ORACLE_MYSQL_PORT); it has no MariaDB.
+compose_serves_servers() {
+  SERVERS_MISSING=
+  if [[ " $SERVERS " == *" mariadb "* ]] && [ -z "${TXCONSUME_MARIADB_DSN:-}" ]; then
+    SERVERS_MISSING="docker-compose.yml has no MariaDB (TXCONSUME_SERVERS=mysql tests on its Oracle MySQL alone)"
+    return 1
+  fi
+}
+
+# compose_images reports whether the official images of docker-compose.yml are present or can be
+# pulled; IMAGES_MISSING says which is not, and why.
+compose_images() {
+  local img why
+  IMAGES_MISSING=
+  for img in $(sed -n 's/^ *image: *//p' "$ROOT/docker-compose.yml" | sort -u); do
+    image_present "$img" && continue
+    if ! why=$(docker pull -q "$img" 2>&1); then
+      IMAGES_MISSING="$img is not present and cannot be pulled ($(printf '%s' "$why" | tail -n 1))"
+      return 1
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- MariaDB (port 3306)
 
 mysql_local_ready() {
   mariadb --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -utxconsume -ptxconsume -e 'SELECT 1'
@@ -96,36 +190,153 @@ mysql_up() {
   local dir=$STATE/mysql
   mkdir -p "$dir"
   if pid_alive "$dir/mysqld.pid" || mysql_local_ready >/dev/null 2>&1; then
-    log "mysql: reusing the server on 127.0.0.1:$MYSQL_PORT"
+    log "mariadb: reusing the server on 127.0.0.1:$MYSQL_PORT"
     return
   fi
   command -v mariadbd >/dev/null 2>&1 || apt_install mariadb-server mariadb-client
   if port_open "$MYSQL_PORT"; then
     # A server we did not start holds the port (the package's own service, for one): give it our
     # user through its root socket rather than fail on the port.
-    log "mysql: a server already listens on $MYSQL_PORT; adding the txconsume user to it"
-    mysql_grant mariadb -uroot || fail "mysql on port $MYSQL_PORT does not accept the txconsume user and root is refused"
-    wait_for "mysql (SELECT 1 over TCP)" "" mysql_local_ready
-    log "mysql: ready"
+    log "mariadb: a server already listens on $MYSQL_PORT; adding the txconsume user to it"
+    mysql_grant mariadb -uroot || fail "mariadb on port $MYSQL_PORT does not accept the txconsume user and root is refused"
+    wait_for "mariadb (SELECT 1 over TCP)" "" mysql_local_ready
+    log "mariadb: ready"
     return
   fi
   if [ ! -d "$dir/data/mysql" ]; then
-    log "mysql: initialising a data folder"
+    log "mariadb: initialising a data folder"
     mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
       --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 ||
       fail "mariadb-install-db" "$dir/install.log"
   fi
-  log "mysql: starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+  log "mariadb: starting MariaDB on 127.0.0.1:$MYSQL_PORT"
   # Durability settings stay at the server defaults so that benchmarks see real commit costs.
   setsid nohup mariadbd --no-defaults --datadir="$dir/data" --user="$(id -un)" \
     --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --log-error="$dir/mysqld.log" --skip-name-resolve \
     --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
     </dev/null >/dev/null 2>&1 9>&- &
-  wait_for "mysql socket" "$dir/mysqld.log" mariadb --socket="$dir/mysqld.sock" -uroot -e 'SELECT 1'
-  mysql_grant mariadb --socket="$dir/mysqld.sock" -uroot || fail "mysql user set-up" "$dir/mysqld.log"
-  wait_for "mysql (SELECT 1 over TCP)" "$dir/mysqld.log" mysql_local_ready
-  log "mysql: ready"
+  wait_for "mariadb socket" "$dir/mysqld.log" mariadb --socket="$dir/mysqld.sock" -uroot -e 'SELECT 1'
+  mysql_grant mariadb --socket="$dir/mysqld.sock" -uroot || fail "mariadb user set-up" "$dir/mysqld.log"
+  wait_for "mariadb (SELECT 1 over TCP)" "$dir/mysqld.log" mysql_local_ready
+  log "mariadb: ready"
+}
+
+# ---------------------------------------------------------------- Oracle MySQL (port 3307)
+#
+# Debian bookworm has no Oracle MySQL; sid has mysql-server-core. Installing sid packages on the
+# host would pull a newer libc into it, so mysqld runs from a sid root file system of its own
+# (debootstrap --variant=minbase plus mysql-server-core and mysql-client-core) as a plain chroot:
+# same network (it listens on 127.0.0.1 like the others), no mounts, its data, log, pid file and
+# socket inside the root file system under /srv/txconsume.
+
+ORACLE_MYSQL_DIR=$STATE/oracle-mysql
+ORACLE_MYSQL_ROOTFS=$ORACLE_MYSQL_DIR/rootfs
+ORACLE_MYSQL_SRV=/srv/txconsume # as seen inside the chroot
+ORACLE_MYSQL_HOST_SRV=$ORACLE_MYSQL_ROOTFS$ORACLE_MYSQL_SRV
+
+# oracle_mysql_client runs a client as txconsume over TCP: the chroot's own when it is built,
+# else the host's MariaDB client (which speaks to MySQL 9 too), so that a server on the port that
+# this script did not start can be checked without building anything.
+oracle_mysql_client() {
+  local client=()
+  if [ -f "$ORACLE_MYSQL_ROOTFS/.txconsume-complete" ]; then
+    client=(chroot "$ORACLE_MYSQL_ROOTFS" mysql)
+  elif command -v mariadb >/dev/null 2>&1; then
+    client=(mariadb)
+  else
+    return 1
+  fi
+  MYSQL_PWD=txconsume "${client[@]}" --no-defaults --protocol=tcp -h127.0.0.1 -P"$ORACLE_MYSQL_PORT" -utxconsume "$@"
+}
+
+oracle_mysql_ready() { oracle_mysql_client -e 'SELECT 1'; }
+
+# unmount_under detaches whatever is mounted below a directory (debootstrap mounts /proc and /sys
+# in its target while it works, and a build that died may leave them), so that the directory can
+# be removed without reaching into the host's file systems.
+unmount_under() {
+  local dir=$1 target
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd -P)
+  awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r target; do
+    umount -l "$target" 2>/dev/null || true
+  done
+}
+
+# oracle_mysql_rootfs builds the sid root file system once; a build that did not finish is removed
+# and started again.
+oracle_mysql_rootfs() {
+  [ -f "$ORACLE_MYSQL_ROOTFS/.txconsume-complete" ] && return
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
+  local tmp=$ORACLE_MYSQL_DIR/rootfs.partial buildlog=$ORACLE_MYSQL_DIR/build.log start=$SECONDS
+  unmount_under "$tmp"
+  unmount_under "$ORACLE_MYSQL_ROOTFS"
+  rm -rf "$tmp" "$ORACLE_MYSQL_ROOTFS"
+  log "mysql: building a Debian sid root file system for Oracle MySQL (debootstrap, $SID_MIRROR)"
+  PATH=$PATH:/usr/sbin:/sbin debootstrap --variant=minbase sid "$tmp" "$SID_MIRROR" >"$buildlog" 2>&1 || {
+    unmount_under "$tmp"
+    fail "mysql: debootstrap of Debian sid" "$buildlog"
+  }
+  unmount_under "$tmp"
+  # sid's Release file may be past its Valid-Until date where the mirror is a snapshot.
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::Check-Valid-Until=false)
+  log "mysql: installing mysql-server-core and mysql-client-core from Debian sid into it"
+  { chroot "$tmp" "${apt[@]}" update &&
+    chroot "$tmp" "${apt[@]}" install -y --no-install-recommends mysql-server-core mysql-client-core &&
+    chroot "$tmp" "${apt[@]}" clean; } >>"$buildlog" 2>&1 || fail "mysql: apt-get install in the sid chroot" "$buildlog"
+  rm -rf "$tmp"/var/lib/apt/lists/*
+  touch "$tmp/.txconsume-complete"
+  mv "$tmp" "$ORACLE_MYSQL_ROOTFS"
+  log "mysql: root file system built in $((SECONDS - start))s: $(chroot "$ORACLE_MYSQL_ROOTFS" mysqld --version)"
+}
+
+oracle_mysql_up() {
+  local srv=$ORACLE_MYSQL_HOST_SRV in=$ORACLE_MYSQL_SRV
+  mkdir -p "$ORACLE_MYSQL_DIR"
+  if pid_alive "$srv/mysqld.pid"; then
+    log "mysql: reusing the Oracle MySQL server on 127.0.0.1:$ORACLE_MYSQL_PORT"
+    wait_for "mysql (SELECT 1 over TCP as txconsume)" "$srv/mysqld.log" oracle_mysql_ready
+    return
+  fi
+  if port_open "$ORACLE_MYSQL_PORT"; then
+    # A server this script did not start holds the port; it is used if it accepts our user.
+    oracle_mysql_client -e 'SELECT 1' >/dev/null 2>&1 || oracle_mysql_rootfs
+    oracle_mysql_ready >/dev/null 2>&1 ||
+      fail "mysql: a server we did not start listens on $ORACLE_MYSQL_PORT and refuses txconsume/txconsume"
+    log "mysql: using the server that already listens on 127.0.0.1:$ORACLE_MYSQL_PORT ($(oracle_mysql_client -N -e 'SELECT VERSION()' 2>/dev/null))"
+    return
+  fi
+  oracle_mysql_rootfs
+  mkdir -p "$srv/files"
+  if [ ! -d "$srv/data/mysql" ]; then
+    log "mysql: initialising a data folder"
+    rm -rf "$srv/data"
+    chroot "$ORACLE_MYSQL_ROOTFS" mysqld --no-defaults --initialize-insecure --user=root \
+      --datadir="$in/data" --log-error="$in/install.log" >/dev/null 2>&1 ||
+      fail "mysql: mysqld --initialize" "$srv/install.log"
+  fi
+  log "mysql: starting Oracle MySQL on 127.0.0.1:$ORACLE_MYSQL_PORT"
+  # Durability settings stay at the server defaults (binary log on, flushed at every commit) so that
+  # benchmarks see real commit costs; old binary logs are removed after a day. The X Protocol
+  # listener is off: it would listen on every interface.
+  rm -f "$srv/mysqld.log"
+  setsid nohup chroot "$ORACLE_MYSQL_ROOTFS" /usr/sbin/mysqld --no-defaults --user=root \
+    --datadir="$in/data" --bind-address=127.0.0.1 --port="$ORACLE_MYSQL_PORT" --mysqlx=OFF \
+    --socket="$in/mysqld.sock" --pid-file="$in/mysqld.pid" --log-error="$in/mysqld.log" \
+    --secure-file-priv="$in/files" --skip-name-resolve --max-connections=1000 \
+    --character-set-server=utf8mb4 --binlog-expire-logs-seconds=86400 \
+    </dev/null >/dev/null 2>&1 9>&- &
+  local pid=$!
+  # The wait ends early when mysqld exits, so that a server that cannot start fails at once.
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
+  wait_for "mysql socket" "$srv/mysqld.log" bash -c 'pid=$1; shift; ! kill -0 "$pid" || "$@"' _ "$pid" \
+    chroot "$ORACLE_MYSQL_ROOTFS" mysql --no-defaults --socket="$in/mysqld.sock" -uroot -e 'SELECT 1'
+  kill -0 "$pid" 2>/dev/null || fail "mysql: mysqld exited while starting" "$srv/mysqld.log"
+  mysql_grant chroot "$ORACLE_MYSQL_ROOTFS" mysql --no-defaults --socket="$in/mysqld.sock" -uroot ||
+    fail "mysql user set-up" "$srv/mysqld.log"
+  wait_for "mysql (SELECT 1 over TCP as txconsume)" "$srv/mysqld.log" oracle_mysql_ready
+  log "mysql: ready ($(oracle_mysql_client -N -e 'SELECT VERSION()' 2>/dev/null))"
 }
 
 # ---------------------------------------------------------------- Redis
@@ -234,29 +445,88 @@ EOF
 # ---------------------------------------------------------------- Docker
 
 compose_up() {
-  log "docker: starting docker-compose.yml services"
   local svcs=()
-  [ -n "${TXCONSUME_MYSQL_DSN:-}" ] || svcs+=(mysql)
+  [[ " $SERVERS " != *" mysql "* ]] || [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ] || svcs+=(mysql)
   [ -n "${TXCONSUME_REDIS_ADDR:-}" ] || svcs+=(redis)
   [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] || svcs+=(namesrv broker)
-  docker compose -f "$ROOT/docker-compose.yml" up -d --wait "${svcs[@]}" || fail "docker compose up"
-  touch "$STATE/compose-started"
+  local svc port
+  for svc in "${svcs[@]}"; do
+    case $svc in mysql) port=$ORACLE_MYSQL_PORT ;; redis) port=$REDIS_PORT ;; namesrv) port=$NAMESRV_PORT ;; broker) port=$BROKER_PORT ;; esac
+    if port_open "$port"; then
+      fail "docker: 127.0.0.1:$port, where compose publishes $svc, is taken (by native services? see \`$0 status\`); make test-docker runs the stack on free ports instead"
+    fi
+  done
+  log "docker: starting ${svcs[*]} from docker-compose.yml"
+  # The stack publishes where `env` points: MySQL where the matrix has Oracle MySQL, the others on
+  # their default ports, whatever TXCONSUME_COMPOSE_*_PORT say.
+  local compose=(env TXCONSUME_COMPOSE_MYSQL_PORT="$ORACLE_MYSQL_PORT" -u TXCONSUME_COMPOSE_REDIS_PORT
+    -u TXCONSUME_COMPOSE_NAMESRV_PORT -u TXCONSUME_COMPOSE_BROKER_PORT "${COMPOSE[@]}" "${COMPOSE_FILES[@]}")
+  if ! "${compose[@]}" up -d --wait "${svcs[@]}"; then
+    "${compose[@]}" down -v >/dev/null 2>&1 || true
+    fail "compose up (${COMPOSE[*]} ${COMPOSE_FILES[*]})"
+  fi
+  printf '%s\n' "${compose[@]}" >"$STATE/compose-started"
   if [[ " ${svcs[*]} " == *" broker "* ]]; then
     wait_for "rocketmq broker registered with namesrv" "" \
-      sh -c "docker compose -f '$ROOT/docker-compose.yml' exec -T broker sh mqadmin clusterList -n namesrv:9876 | grep -q broker-a"
+      sh -c "$(printf '%q ' "${compose[@]}") exec -T broker sh mqadmin clusterList -n namesrv:9876 | grep -q broker-a"
   fi
   log "docker: ready"
 }
 
+# compose_down takes down the stack that compose_up started, with the same command and files.
+compose_down() {
+  [ -f "$STATE/compose-started" ] || return 0
+  local compose=()
+  mapfile -t compose <"$STATE/compose-started"
+  "${compose[@]}" down -v || true
+  rm -f "$STATE/compose-started"
+}
+
 # ---------------------------------------------------------------- commands
+
+# check_servers rejects a TXCONSUME_SERVERS entry that names no database server of the matrix.
+check_servers() {
+  local server
+  [ -n "${SERVERS// /}" ] || { log "FAILED: TXCONSUME_SERVERS is empty (use mariadb, mysql or both)"; exit 1; }
+  for server in $SERVERS; do
+    case $server in
+      mariadb | mysql) ;;
+      *) log "FAILED: TXCONSUME_SERVERS names '$server': the database servers are mariadb and mysql"; exit 1 ;;
+    esac
+  done
+}
+
+# server_dsn prints the DSN of one database server of the matrix: its variable when set, else the
+# local server's.
+server_dsn() {
+  case $1 in
+    mariadb) printf '%s' "${TXCONSUME_MARIADB_DSN:-$DEFAULT_MARIADB_DSN}" ;;
+    mysql) printf '%s' "${TXCONSUME_ORACLE_MYSQL_DSN:-$DEFAULT_ORACLE_MYSQL_DSN}" ;;
+  esac
+}
+
+database_up() {
+  case $1 in
+    mariadb) if [ -n "${TXCONSUME_MARIADB_DSN:-}" ]; then log "mariadb: using TXCONSUME_MARIADB_DSN"; else mysql_up; fi ;;
+    mysql) if [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ]; then log "mysql: using TXCONSUME_ORACLE_MYSQL_DSN"; else oracle_mysql_up; fi ;;
+  esac
+}
 
 cmd_up() {
   mkdir -p "$STATE"
+  check_servers
   # Concurrent `up` calls wait for each other instead of racing. The daemons started below close
   # descriptor 9, so the lock ends with this script.
   exec 9>"$STATE/.lock"
   flock 9
-  if [ -n "${TXCONSUME_MYSQL_DSN:-}" ] && [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] && [ -n "${TXCONSUME_REDIS_ADDR:-}" ]; then
+  local server databases_set=true
+  for server in $SERVERS; do
+    case $server in
+      mariadb) [ -n "${TXCONSUME_MARIADB_DSN:-}" ] || databases_set=false ;;
+      mysql) [ -n "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ] || databases_set=false ;;
+    esac
+  done
+  if $databases_set && [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] && [ -n "${TXCONSUME_REDIS_ADDR:-}" ]; then
     log "all TXCONSUME_* variables are set: using those services as they are"
     return
   fi
@@ -264,9 +534,22 @@ cmd_up() {
     compose_up
     return
   fi
-  [ -n "${TXCONSUME_MYSQL_DSN:-}" ] && log "mysql: using TXCONSUME_MYSQL_DSN" || mysql_up
+  local oracle_pid=
+  for server in $SERVERS; do
+    if [ "$server" = mysql ] && [ -z "${TXCONSUME_ORACLE_MYSQL_DSN:-}" ]; then
+      # On a fresh machine the sid root file system takes most of a minute to build: it is built
+      # and started while the other services come up. debootstrap is installed first, so that
+      # apt-get never runs twice at once on the host.
+      command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
+      oracle_mysql_up &
+      oracle_pid=$!
+    else
+      database_up "$server"
+    fi
+  done
   [ -n "${TXCONSUME_REDIS_ADDR:-}" ] && log "redis: using TXCONSUME_REDIS_ADDR" || redis_up
   [ -n "${TXCONSUME_ROCKETMQ_NAMESRV:-}" ] && log "rocketmq: using TXCONSUME_ROCKETMQ_NAMESRV" || rocketmq_up
+  if [ -n "$oracle_pid" ]; then wait "$oracle_pid" || exit 1; fi
 }
 
 stop_pidfile() {
@@ -282,24 +565,37 @@ stop_pidfile() {
 }
 
 cmd_down() {
-  if [ -f "$STATE/compose-started" ]; then
-    docker compose -f "$ROOT/docker-compose.yml" down -v || true
-    rm -f "$STATE/compose-started"
-  fi
+  compose_down
   stop_pidfile "rocketmq broker" "$STATE/rocketmq/broker.pid"
   stop_pidfile "rocketmq namesrv" "$STATE/rocketmq/namesrv.pid"
   stop_pidfile "redis" "$STATE/redis/redis.pid"
-  stop_pidfile "mysql" "$STATE/mysql/mysqld.pid"
+  stop_pidfile "mariadb" "$STATE/mysql/mysqld.pid"
+  stop_pidfile "mysql (Oracle MySQL)" "$ORACLE_MYSQL_HOST_SRV/mysqld.pid"
+  unmount_under "$ORACLE_MYSQL_ROOTFS"
 }
 
 cmd_env() {
-  printf 'export TXCONSUME_MYSQL_DSN=%q\n' "${TXCONSUME_MYSQL_DSN:-$DEFAULT_DSN}"
+  check_servers
+  local servers
+  read -r -a servers <<<"$SERVERS"
+  printf 'export TXCONSUME_SERVERS=%q\n' "${servers[*]}"
+  printf 'export TXCONSUME_MARIADB_DSN=%q\n' "$(server_dsn mariadb)"
+  printf 'export TXCONSUME_ORACLE_MYSQL_DSN=%q\n' "$(server_dsn mysql)"
+  # The DSN the tests use: `make test` sets it per leg; for everything else, the first server.
+  printf 'export TXCONSUME_MYSQL_DSN=%q\n' "${TXCONSUME_MYSQL_DSN:-$(server_dsn "${servers[0]}")}"
   printf 'export TXCONSUME_ROCKETMQ_NAMESRV=%q\n' "${TXCONSUME_ROCKETMQ_NAMESRV:-$DEFAULT_NAMESRV}"
   printf 'export TXCONSUME_REDIS_ADDR=%q\n' "${TXCONSUME_REDIS_ADDR:-$DEFAULT_REDIS}"
 }
 
 cmd_status() {
-  mysql_local_ready >/dev/null 2>&1 && echo "mysql    up   127.0.0.1:$MYSQL_PORT" || echo "mysql    down"
+  mysql_local_ready >/dev/null 2>&1 && echo "mariadb  up   127.0.0.1:$MYSQL_PORT" || echo "mariadb  down"
+  if oracle_mysql_ready >/dev/null 2>&1; then
+    echo "mysql    up   127.0.0.1:$ORACLE_MYSQL_PORT ($(oracle_mysql_client -N -e 'SELECT VERSION()' 2>/dev/null))"
+  elif port_open "$ORACLE_MYSQL_PORT"; then
+    echo "mysql    ?    127.0.0.1:$ORACLE_MYSQL_PORT open, not started here"
+  else
+    echo "mysql    down"
+  fi
   redis_ready && echo "redis    up   127.0.0.1:$REDIS_PORT" || echo "redis    down"
   port_open "$NAMESRV_PORT" && echo "namesrv  up   127.0.0.1:$NAMESRV_PORT" || echo "namesrv  down"
   port_open "$BROKER_PORT" && echo "broker   up   127.0.0.1:$BROKER_PORT" || echo "broker   down"
@@ -310,6 +606,7 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
+  plan) if docker_usable --dry; then echo docker; else echo native; fi ;;
   rocketmq-lib) mkdir -p "$STATE/rocketmq"; rocketmq_lib; echo ;;
-  *) echo "usage: $0 up|down|env|status|rocketmq-lib" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|status|plan|rocketmq-lib" >&2; exit 2 ;;
 esac

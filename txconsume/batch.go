@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -19,8 +18,9 @@ import (
 // replaces the previous savepoint (SQL standard, MySQL and MariaDB), so no RELEASE is needed.
 const savepoint = "txconsume_msg"
 
-// errNeedSavepoints ends an optimistic batch attempt in which a handler failed in a way that
-// needs that message alone rolled back; the batch then runs again in the savepoint mode.
+// errNeedSavepoints ends a batch attempt in which a handler failed in a way that needs that
+// message alone rolled back (in the optimistic mode), or ended the transaction (on a guarded
+// pool, which rolled it back); the batch then runs again in the savepoint mode.
 var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its own rollback")
 
 // ProcessBatch consumes msgs in one transaction, which costs one commit instead of len(msgs):
@@ -43,7 +43,9 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // The returned slice has one Result per message, in order. If some messages failed, the error
 // is a *BatchError listing them, their results are zero, and all other results are committed.
 // Any other error (begin, claim, commit, context, or a lock conflict that outlived the retries)
-// means nothing was committed, and the results are nil. A deadlock or lock wait timeout anywhere
+// fails the whole batch and the results are nil: redeliver all of it. Nothing was committed then,
+// except when the error wraps ErrCommitUnknown: the connection failed after COMMIT was sent, so
+// the batch may have been committed, and its redelivery finds those messages Duplicate. A deadlock or lock wait timeout anywhere
 // in the batch reruns the whole transaction, every handler included, up to WithMaxRetries times;
 // the rerun in the savepoint mode after a failure is not a retry: it neither counts against
 // WithMaxRetries nor calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the
@@ -54,28 +56,34 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 		return nil, ErrClosed
 	}
 	start := time.Now()
-	b := p.prepareBatch(msgs)
+	b := p.prepareBatch(ctx, msgs)
 	var results []Result
 	var err error
 	if b.pending() {
 		err = p.withRetries(ctx, msgs, func() error {
-			if !b.savepoints {
+			for {
 				err := p.batchAttempt(ctx, b)
 				if !errors.Is(err, errNeedSavepoints) {
 					return err
 				}
 				// Sticky for the rest of this call: a deadlock retry after the fallback goes
 				// straight to the savepoint mode rather than failing optimistically once more.
+				// Same attempt number: the fallback is not a lock conflict and uses no retry. It
+				// ends: every rerun in the savepoint mode leaves out one more message (one whose
+				// handler ended the transaction), or is the first in that mode.
 				b.savepoints = true
 			}
-			// Same attempt number: the fallback is not a lock conflict and uses no retry.
-			return p.batchAttempt(ctx, b)
 		})
 	}
 	if err != nil {
 		err = fmt.Errorf("txconsume: group %s batch of %d: %w", p.group, len(msgs), err)
 	} else {
 		results, err = b.finish()
+	}
+	for i := range b.items {
+		if results != nil && b.items[i].result == Discarded {
+			p.reportDiscard(b.ctxs[i], msgs[i], b.items[i].key, b.items[i].herr)
+		}
 	}
 	if p.cfg.hooks.OnResult != nil {
 		elapsed := time.Since(start)
@@ -85,20 +93,12 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 			}
 			switch {
 			case results == nil:
-				p.cfg.hooks.OnResult(ctx, m, 0, err, elapsed)
+				p.cfg.hooks.OnResult(b.ctxs[i], m, 0, err, elapsed)
 			case b.items[i].failed != nil:
-				p.cfg.hooks.OnResult(ctx, m, 0, b.items[i].failed, elapsed)
-			case results[i] == Discarded:
-				p.cfg.hooks.OnResult(ctx, m, Discarded, b.items[i].herr, elapsed)
+				p.cfg.hooks.OnResult(b.ctxs[i], m, 0, b.items[i].failed, elapsed)
 			default:
-				p.cfg.hooks.OnResult(ctx, m, results[i], nil, elapsed)
+				p.cfg.hooks.OnResult(b.ctxs[i], m, results[i], nil, elapsed)
 			}
-		}
-	}
-	for i := range b.items {
-		if results != nil && b.items[i].result == Discarded {
-			p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
-				slog.String("msg_id", msgs[i].ID), slog.Any("error", b.items[i].herr))
 		}
 	}
 	return results, err
@@ -108,6 +108,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 // attempt decides is reset before each attempt.
 type batch struct {
 	msgs  []*Message
+	ctxs  []context.Context // per message: what Hooks.OnStart returned, for its handler and hooks
 	items []batchItem
 	keys  []string // distinct stored keys to claim, sorted (dedup mode)
 
@@ -120,6 +121,7 @@ type batchItem struct {
 	key    string // stored key; "" in row-lock mode or on keyErr
 	keyErr error  // decided once, never retried
 	first  int    // index of the first message with the same key (itself if first)
+	ended  error  // its handler ended the transaction: it fails and is not run again in this call
 
 	// per attempt
 	result Result
@@ -127,16 +129,18 @@ type batchItem struct {
 	failed error
 }
 
-func (p *Processor) prepareBatch(msgs []*Message) *batch {
-	b := &batch{msgs: msgs, items: make([]batchItem, len(msgs))}
+func (p *Processor) prepareBatch(ctx context.Context, msgs []*Message) *batch {
+	b := &batch{msgs: msgs, ctxs: make([]context.Context, len(msgs)), items: make([]batchItem, len(msgs))}
 	firstOf := map[string]int{}
 	for i, m := range msgs {
 		it := &b.items[i]
 		it.first = i
+		b.ctxs[i] = ctx
 		if m == nil {
 			it.keyErr = errors.New("txconsume: nil message")
 			continue
 		}
+		b.ctxs[i] = p.cfg.hooks.start(ctx, p.group, m)
 		if p.cfg.rowLock {
 			continue
 		}
@@ -177,6 +181,9 @@ func (b *batch) finish() ([]Result, error) {
 		if it.keyErr != nil {
 			it.failed = it.keyErr
 		}
+		if b.items[it.first].ended != nil && it.failed == nil {
+			it.failed = b.items[it.first].ended
+		}
 		if it.failed != nil {
 			id := ""
 			if b.msgs[i] != nil {
@@ -202,15 +209,21 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 		it := &b.items[i]
 		it.result, it.herr, it.failed = 0, nil, nil
 	}
-	tx, err := p.db.BeginTxx(ctx, &p.cfg.txOptions)
+	t, err := p.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return err
 	}
-	defer func() { _ = tx.Rollback() }() // no-op after a successful commit
+	defer t.close()
+	done := false
+	defer func() {
+		if !done {
+			t.rollback()
+		}
+	}()
 
 	claimed := map[string]bool{}
 	if !p.cfg.rowLock && len(b.keys) > 0 {
-		if claimed, err = p.claimBatch(ctx, tx, b); err != nil {
+		if claimed, err = p.claimBatch(ctx, t.Tx, b, t.token); err != nil {
 			return err
 		}
 	}
@@ -225,15 +238,35 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			it.result = Duplicate
 			continue
 		}
+		if it.ended != nil {
+			unclaim = append(unclaim, it.key)
+			continue
+		}
 		if b.savepoints {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+			if _, err := t.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+				if t.endedByHandler(err) {
+					done = true
+					return p.batchEnded(ctx, t, b, nil)
+				}
 				return fmt.Errorf("savepoint: %w", err)
 			}
 		}
-		herr := p.call(ctx, tx, m)
+		herr := p.call(b.ctxs[i], t.Tx, m)
+		if t.owner != nil && t.endedByHandler(nil) {
+			// On a guarded pool the driver refused this handler's Commit (and rolled back) or
+			// saw its Rollback: nothing was committed. Run the batch again without it.
+			it.ended = p.handlerEnded(ctx, t, []*Message{m}, nil, herr)
+			return errNeedSavepoints
+		}
 		if herr == nil {
 			it.result = Applied
 			continue
+		}
+		if t.endedByHandler(herr) {
+			// On a plain pool a handler up to this one ended the transaction: which one, and
+			// whether its Commit made the claims permanent, the Processor cannot know.
+			done = true
+			return p.batchEnded(ctx, t, b, herr)
 		}
 		if sqlerr.IsRetryable(herr) {
 			// A deadlock has already rolled back the whole transaction; rerun all of it.
@@ -249,7 +282,15 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			}
 			return errNeedSavepoints
 		}
-		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
+		if _, err := t.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
+			if t.endedByHandler(err) {
+				done = true
+				return p.batchEnded(ctx, t, b, herr)
+			}
+			if sqlerr.Number(err) == sqlerr.NoSuchSavepoint {
+				// The server rolled the transaction back and the handler returned another error.
+				err = fmt.Errorf("%w: %w", ErrTxAborted, err)
+			}
 			return fmt.Errorf("rollback to savepoint after %w: %w", herr, err)
 		}
 		switch {
@@ -272,22 +313,73 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 		}
 		if f := b.items[it.first].failed; f != nil {
 			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
-		} else {
+		} else if b.items[it.first].ended == nil {
 			it.result = Duplicate
 		}
 	}
+	witness := ""
 	if !p.cfg.rowLock {
-		if err := p.updateClaims(ctx, tx, "DELETE FROM "+DedupTable, unclaim); err != nil {
+		if err := p.updateClaims(ctx, t.Tx, "DELETE FROM "+DedupTable, unclaim, 0); err != nil {
+			if t.endedByHandler(err) {
+				done = true
+				return p.batchEnded(ctx, t, b, nil)
+			}
 			return fmt.Errorf("remove failed claims: %w", err)
 		}
-		if err := p.updateClaims(ctx, tx, "UPDATE "+DedupTable+" SET outcome = '"+OutcomeDiscarded+"'", discarded); err != nil {
+		if err := p.updateClaims(ctx, t.Tx, "UPDATE "+DedupTable+" SET outcome = '"+OutcomeDiscarded+"'", discarded, 0); err != nil {
+			if t.endedByHandler(err) {
+				done = true
+				return p.batchEnded(ctx, t, b, nil)
+			}
 			return fmt.Errorf("record discards: %w", err)
 		}
+		witness = b.witness()
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	done = true
+	if err := t.commit(witness); err != nil {
+		if errors.Is(err, errHandlerEnded) || t.endedByHandler(err) {
+			return p.batchEnded(ctx, t, b, nil)
+		}
+		if errors.Is(err, ErrTxAborted) {
+			p.cfg.logger.WarnContext(ctx, "txconsume: the server rolled the batch transaction back but a handler went "+
+				"on and returned nil; a handler must return every error from tx", slog.String("group", p.group),
+				slog.Any("error", err))
+		}
+		return err
 	}
 	return nil
+}
+
+// witness returns a key that the batch transaction claimed and still holds (its message was
+// applied or discarded), or "" if there is none.
+func (b *batch) witness() string {
+	for i := range b.items {
+		it := &b.items[i]
+		if it.keyErr == nil && it.first == i && (it.result == Applied || it.result == Discarded) {
+			return it.key
+		}
+	}
+	return ""
+}
+
+// batchEnded fails the whole batch after a handler ended its transaction on a plain pool. If
+// that was a Commit, it made the claims of the whole batch permanent: those of the messages whose
+// handlers had returned nil stay (their effects were committed with them), all others are
+// removed so that the redelivery applies their messages. herr is the handler error that showed
+// it, if any.
+func (p *Processor) batchEnded(ctx context.Context, t *txn, b *batch, herr error) error {
+	var unclaim []string
+	var msgs []*Message
+	for i, m := range b.msgs {
+		it := &b.items[i]
+		if m != nil {
+			msgs = append(msgs, m)
+		}
+		if it.keyErr == nil && it.first == i && it.key != "" && it.result != Applied {
+			unclaim = append(unclaim, it.key)
+		}
+	}
+	return p.handlerEnded(ctx, t, msgs, unclaim, herr)
 }
 
 // claimBatch claims b.keys with one statement per maxKeysPerStatement keys and returns the set
@@ -305,8 +397,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 // Locking is the same as for single claims: a key inserted but not yet committed by another
 // transaction makes this statement wait; it then sees the row (Duplicate) or, if the other
 // transaction rolled back, inserts it.
-func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch) (map[string]bool, error) {
-	token := rand.Uint64()>>1 | 1 // never 0, fits a signed BIGINT too
+func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, token uint64) (map[string]bool, error) {
 	firstMsg := map[string]*Message{}
 	for i := range b.items {
 		if it := &b.items[i]; it.keyErr == nil && it.first == i {
@@ -379,14 +470,19 @@ func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, 
 }
 
 // updateClaims runs stmt (a DELETE or UPDATE of the dedup table) on this group's keys, in one
-// statement per maxKeysPerStatement keys; nothing when keys is empty.
-func (p *Processor) updateClaims(ctx context.Context, tx *sqlx.Tx, stmt string, keys []string) error {
+// statement per maxKeysPerStatement keys; nothing when keys is empty. A token other than 0 limits
+// it to the rows that carry that claim token.
+func (p *Processor) updateClaims(ctx context.Context, tx *sqlx.Tx, stmt string, keys []string, token uint64) error {
 	for chunk := range slices.Chunk(keys, maxKeysPerStatement) {
 		q := stmt + " WHERE consumer_group = ? AND dedup_key IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
-		args := make([]any, 0, len(chunk)+1)
+		args := make([]any, 0, len(chunk)+2)
 		args = append(args, p.group)
 		for _, k := range chunk {
 			args = append(args, k)
+		}
+		if token != 0 {
+			q += " AND claim_token = ?"
+			args = append(args, token)
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err

@@ -25,16 +25,24 @@ import (
 //
 // Each runs with the DSN as given and with interpolateParams=true, which sends queries with
 // their arguments inlined in one round trip instead of prepare + execute + close.
+//
+// The Processor runs on a pool opened with txconsume.Open, the default the documentation
+// recommends; BenchmarkProtectionCost compares it with a plain pool.
 
 var benchSeq atomic.Int64
 
-func benchDB(b *testing.B, params string) *sqlx.DB {
+// benchPools are a plain pool and a guarded one (txconsume.Open) on one fresh database.
+type benchPools struct{ plain, guarded *sqlx.DB }
+
+func benchDB(b *testing.B, params string) benchPools {
 	b.Helper()
-	dsn := testenv.MySQLDSN(b)
-	if params != "" {
-		dsn += "?" + params
-	}
+	dsn := testenv.DSNWithParams(testenv.MySQLDSN(b), params)
 	db := testenv.OpenMySQL(b, dsn)
+	guarded, err := txconsume.Open(dsn)
+	require.NoError(b, err)
+	guarded.SetMaxOpenConns(64)
+	guarded.SetMaxIdleConns(64)
+	b.Cleanup(func() { _ = guarded.Close() })
 	ctx := context.Background()
 	require.NoError(b, migrations.Up(ctx, db.DB))
 	for _, ddl := range []string{
@@ -54,7 +62,7 @@ func benchDB(b *testing.B, params string) *sqlx.DB {
 		_, err = db.ExecContext(ctx, "INSERT INTO t_stock VALUES (?, 1000000000)", i)
 		require.NoError(b, err)
 	}
-	return db
+	return benchPools{plain: db, guarded: guarded}
 }
 
 // benchRows is how many accounts and stock rows the order handler spreads its updates over.
@@ -113,7 +121,7 @@ func bareTx(ctx context.Context, db *sqlx.DB, h txconsume.Handler, msgs []*txcon
 }
 
 var benchDSNs = []struct{ name, params string }{
-	{"dsn=plain", ""},
+	{"dsn=plain", "interpolateParams=false"}, // whatever the DSN given says
 	{"dsn=interpolate", "interpolateParams=true"},
 }
 
@@ -132,8 +140,9 @@ func BenchmarkPerMessage(b *testing.B) {
 }
 
 func benchPerMessage(ctx context.Context, b *testing.B, label string, h txconsume.Handler, params string, conc int) {
-	db := benchDB(b, params)
-	p, err := txconsume.New(db, "bench", h)
+	pools := benchDB(b, params)
+	db := pools.plain
+	p, err := txconsume.New(pools.guarded, "bench", h)
 	require.NoError(b, err)
 	run := func(b *testing.B, fn func() error) {
 		// RunParallel starts GOMAXPROCS*parallelism goroutines: round up to conc.
@@ -178,8 +187,9 @@ func BenchmarkBatch32(b *testing.B) {
 		return ms
 	}
 	for _, d := range benchDSNs {
-		db := benchDB(b, d.params)
-		p, err := txconsume.New(db, "bench", benchHandler)
+		pools := benchDB(b, d.params)
+		db := pools.plain
+		p, err := txconsume.New(pools.guarded, "bench", benchHandler)
 		require.NoError(b, err)
 		report := func(b *testing.B) {
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
@@ -202,7 +212,7 @@ func BenchmarkBatch32(b *testing.B) {
 		})
 		// One message in the middle of every batch fails: the price of the fallback, an
 		// optimistic run up to the failure plus a run of the whole batch with savepoints.
-		failing, err := txconsume.New(db, "bench", func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		failing, err := txconsume.New(pools.guarded, "bench", func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
 			if err := benchHandler(ctx, tx, m); err != nil {
 				return err
 			}

@@ -23,6 +23,12 @@
 //
 // # Using it
 //
+// Open the pool with Open (or wrap a connector with Connector): its driver keeps a handler's
+// mistakes from committing, at no cost (see "What a handler must not do" below). Any other
+// *sqlx.DB works too, for three more statements per transaction.
+//
+//	db, err := txconsume.Open("app:secret@tcp(db:3306)/shop?interpolateParams=true")
+//
 // Apply the schema once per service start (safe from many instances at once):
 //
 //	err := migrations.Up(ctx, db.DB)
@@ -64,9 +70,54 @@
 //   - any other error, a panic (*PanicError) or a cancelled context: rollback, the error is
 //     returned and the message should be redelivered.
 //   - a deadlock (1213) or lock wait timeout (1205): the whole transaction, handler included, runs
-//     again with jittered backoff, up to WithMaxRetries times. Handlers must therefore keep their
+//     again with jittered backoff, up to WithMaxRetries times. So does a transaction that the
+//     server rolled back while the handler went on (ErrTxAborted, see below). Handlers must therefore keep their
 //     effects inside the transaction: whatever they do elsewhere (HTTP calls, e-mail) may happen
 //     more than once. For such effects see package idem.
+//   - the connection fails after COMMIT was sent: the error wraps ErrCommitUnknown. The server
+//     may have committed or not; the redelivery tells (Duplicate if it did). Never acknowledge a
+//     message on an error, this one included.
+//
+// # What a handler must not do
+//
+// The transaction is the Processor's: it commits it when the handler returns nil and rolls it
+// back when the handler returns an error, and the claim of the message's key is in it. The
+// Processor's guarantee, that no message is ever acknowledged without its effects, rests on the
+// handler keeping to three rules; when it does not, the Processor still reports no message
+// Applied that is not, and says what went wrong:
+//
+//   - Return every error from tx (wrapped or not). On a deadlock (1213) InnoDB rolls back the
+//     whole transaction, claim included, and so may a lock wait timeout (1205); the statements a
+//     handler runs after swallowing such an error run outside any transaction, each committing on
+//     its own on MySQL and MariaDB alike. The Processor finds the transaction gone at commit and
+//     fails the attempt with ErrTxAborted: nothing of it is committed (neither the writes before
+//     the error nor those after it), no key is recorded, and the whole transaction runs again
+//     like any lock conflict (WithMaxRetries). A handler that means to retry a statement after
+//     a deadlock cannot: the transaction it was in is gone.
+//   - Do not call tx.Commit or tx.Rollback, nor run COMMIT, ROLLBACK, BEGIN or START TRANSACTION
+//     through tx. The message fails with ErrHandlerEndedTx, is never reported Applied, and is not
+//     run again by the same call (on a pool opened with Open, ProcessBatch goes on with the rest
+//     of the batch). Do not run
+//     statements that commit implicitly either (CREATE, ALTER, DROP, TRUNCATE, RENAME, LOCK
+//     TABLES...): MySQL commits the transaction before them, which no client can prevent.
+//   - Keep the effects in tx, and do not use tx after returning or from other goroutines. Work
+//     done elsewhere (another connection, an HTTP call) is neither rolled back with the
+//     transaction nor deduplicated with it, and runs again on every retry; see package idem.
+//
+// How the Processor holds to this depends on how the pool was opened. On a pool opened with Open
+// or Connector, the driver does it, without a round trip: after an error on which the server
+// rolls the whole transaction back, every later statement of it fails with ErrTxAborted (and the
+// server's error), and so does its commit, which rolls back instead; a handler's Commit rolls
+// back and fails with ErrHandlerEndedTx, so nothing of such a message is committed. On any other
+// pool the Processor pins the transaction's connection, turns autocommit off for the span of the
+// transaction (so that statements after a server-side rollback open a new transaction instead of
+// committing on their own), and before COMMIT checks that its claim is still there, rolling
+// back if not: three statements more per transaction, four in row-lock mode. There a handler's
+// own Commit does commit: its writes and the claim stand when the handler returned nil (the
+// redelivery is a Duplicate); when it returned an error, or, in a batch, for every message whose
+// handler had not returned nil by then, the claims that Commit made permanent are removed again,
+// so those messages are handled when they come back (writes that handler made before its
+// Commit then happen twice), and the whole batch fails with ErrHandlerEndedTx.
 //
 // # Batches
 //

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/txconsume/txconsume/txconsume/internal/txguard"
 )
 
 // ErrAlreadyApplied is returned by a handler (possibly wrapped) when it finds that the message's
@@ -20,6 +22,14 @@ var ErrEmptyKey = errors.New("txconsume: empty deduplication key")
 // ErrRetriesExhausted is wrapped around the last error when a transaction still lost a lock
 // conflict (deadlock or lock wait timeout) after the retries allowed by WithMaxRetries.
 var ErrRetriesExhausted = errors.New("txconsume: retries exhausted")
+
+// ErrCommitUnknown is wrapped around the error of a COMMIT whose outcome the client cannot know:
+// the connection failed after the COMMIT was sent, or may have been, so the server may have
+// committed the transaction (the deduplication record and the handler's effects together) or
+// rolled it back. Do not acknowledge the message: redeliver it. The redelivery settles the
+// question: if the commit happened, the key is claimed and the redelivery is a Duplicate;
+// if not, it is applied then. Match it with errors.Is.
+var ErrCommitUnknown = errors.New("txconsume: commit outcome unknown")
 
 // ErrClosed is returned by Process and ProcessBatch after Close.
 var ErrClosed = errors.New("txconsume: processor closed")
@@ -91,14 +101,15 @@ func RetryDelay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// PanicError is returned when a handler panicked. The transaction was rolled back (in a batch:
-// to the message's savepoint) and the process keeps running.
+// PanicError is returned when a handler or a KeyFunc panicked. A handler's transaction was
+// rolled back (in a batch: to the message's savepoint), a message whose KeyFunc panicked was not
+// handled at all, and the process keeps running.
 type PanicError struct {
 	Value any    // the value passed to panic
 	Stack []byte // the goroutine's stack at the panic
 }
 
-func (e *PanicError) Error() string { return fmt.Sprintf("txconsume: handler panicked: %v", e.Value) }
+func (e *PanicError) Error() string { return fmt.Sprintf("txconsume: panic: %v", e.Value) }
 
 // Unwrap returns the panic value when it is an error.
 func (e *PanicError) Unwrap() error {
@@ -153,3 +164,18 @@ func (e *BatchError) Failed(i int) error {
 	}
 	return nil
 }
+
+// ErrTxAborted is wrapped by the error of a transaction that the server rolled back while its
+// handler went on: InnoDB rolls back the whole transaction, claim included, on a deadlock
+// (and on some other errors), and a handler that drops that error and returns nil must not get
+// its message reported Applied. Nothing of the transaction is committed, and the Processor runs
+// it again like any lock conflict (WithMaxRetries). On a pool opened through Connector it also
+// wraps the server's error, and the statements the handler runs after it fail with it.
+var ErrTxAborted = txguard.ErrAborted
+
+// ErrHandlerEndedTx is wrapped by the error of a message whose handler committed or rolled back
+// the Processor's transaction (or ran a statement that would: COMMIT, ROLLBACK, BEGIN). The
+// transaction is the Processor's: it commits it when the handler returns nil and rolls it back
+// when the handler returns an error. Such a message is never reported Applied and is not run
+// again by the same call; see the package documentation for what was committed.
+var ErrHandlerEndedTx = txguard.ErrEndedByHandler

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/txconsume/txconsume/migrations"
@@ -83,7 +84,8 @@ func ExampleBatchError() {
 // A complete consumer: migrate, build the Processor, process deliveries.
 func ExampleNew() {
 	ctx := context.Background()
-	db, err := sqlx.Open("mysql", "app:secret@tcp(127.0.0.1:3306)/shop?interpolateParams=true")
+	// Open's pool keeps a handler's mistakes from committing at no cost; any *sqlx.DB works too.
+	db, err := txconsume.Open("app:secret@tcp(127.0.0.1:3306)/shop?interpolateParams=true")
 	if err != nil {
 		panic(err)
 	}
@@ -107,6 +109,20 @@ func ExampleNew() {
 		return // not acknowledged: the broker redelivers
 	}
 	fmt.Println(r)
+}
+
+// Connector wraps a connector built from a mysql.Config, for a pool configured in code.
+func ExampleConnector() {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "app", "secret", "tcp", "127.0.0.1:3306", "shop"
+	cfg.InterpolateParams = true
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		panic(err)
+	}
+	db := sqlx.NewDb(sql.OpenDB(txconsume.Connector(connector)), "mysql")
+	defer db.Close()
+	db.SetMaxOpenConns(32) // more than the deliveries in flight
 }
 
 // Row-lock mode: the order's own status proves whether the message was applied.

@@ -21,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// database/sql pools start goroutines; every pool a test opens must be closed by its end.
-	goleak.VerifyTestMain(m,
+	goleak.VerifyTestMain(testenv.M(m),
 		// the RocketMQ client, linked in through testenv, starts a cache janitor at init.
 		goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
 }
@@ -63,11 +63,20 @@ func newFixture(t *testing.T) *fixture {
 // pool opens another connection pool on the same database: a second service instance.
 // params are added to the DSN as session variables or driver settings.
 func (f *fixture) pool(params string) *sqlx.DB {
-	dsn := f.dsn
-	if params != "" {
-		dsn += "?" + params
-	}
-	return testenv.OpenMySQL(f.t, dsn)
+	return testenv.OpenMySQL(f.t, testenv.DSNWithParams(f.dsn, params))
+}
+
+// guardedPool opens a pool through txconsume.Open, whose driver refuses what a handler must not
+// do; params as for pool.
+func (f *fixture) guardedPool(params string) *sqlx.DB {
+	f.t.Helper()
+	db, err := txconsume.Open(testenv.DSNWithParams(f.dsn, params))
+	require.NoError(f.t, err)
+	db.SetMaxOpenConns(64)
+	db.SetMaxIdleConns(64)
+	f.t.Cleanup(func() { _ = db.Close() })
+	require.NoError(f.t, db.Ping())
+	return db
 }
 
 func (f *fixture) processor(db *sqlx.DB, group string, h txconsume.Handler, opts ...txconsume.Option) *txconsume.Processor {
@@ -191,34 +200,51 @@ func msg(id string) *txconsume.Message {
 	return &txconsume.Message{ID: id, Topic: "orders", Body: []byte("{}")}
 }
 
-// crossingUpdates returns a handler that provokes a real deadlock between messages "A" and "B":
-// A updates counter x then y, B updates y then x, and on their first attempt each waits after
-// its first update until the other has made its own, so the second updates cross for certain
-// and InnoDB must pick a victim. Later attempts do not wait. Other messages only record their
-// effect.
+// crossingUpdates returns a handler that provokes a real deadlock between messages "A" and "B"
+// (see crossing). Other messages only record their effect.
 func crossingUpdates() txconsume.Handler {
-	var crossed sync.WaitGroup
-	crossed.Add(2)
-	var attempts sync.Map
+	c := newCrossing()
 	return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
 		if m.ID == "A" || m.ID == "B" {
-			first, second := "x", "y"
-			if m.ID == "B" {
-				first, second = "y", "x"
-			}
-			n, _ := attempts.LoadOrStore(m.ID, new(atomic.Int32))
-			attempt := n.(*atomic.Int32).Add(1)
-			if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
-				return err
-			}
-			if attempt == 1 {
-				crossed.Done()
-				crossed.Wait()
-			}
-			if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second); err != nil {
+			if err := c.updates(ctx, tx, m.ID, func(err error) error { return err }); err != nil {
 				return err
 			}
 		}
 		return recordEffect(ctx, tx, m)
 	}
+}
+
+// crossing makes messages "A" and "B" deadlock for certain: A updates counter x then y, B
+// updates y then x, and on their first attempt each waits after its first update until the
+// other has made its own, so the second updates cross and InnoDB must pick a victim. Later
+// attempts do not wait.
+type crossing struct {
+	crossed  sync.WaitGroup
+	attempts sync.Map // message id -> *atomic.Int32
+}
+
+func newCrossing() *crossing {
+	c := &crossing{}
+	c.crossed.Add(2)
+	return c
+}
+
+// updates runs id's two updates ("A" or "B"); the second one's error goes through onSecond, which
+// returns what updates returns.
+func (c *crossing) updates(ctx context.Context, tx *sqlx.Tx, id string, onSecond func(error) error) error {
+	first, second := "x", "y"
+	if id == "B" {
+		first, second = "y", "x"
+	}
+	n, _ := c.attempts.LoadOrStore(id, new(atomic.Int32))
+	attempt := n.(*atomic.Int32).Add(1)
+	if _, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", first); err != nil {
+		return err
+	}
+	if attempt == 1 {
+		c.crossed.Done()
+		c.crossed.Wait()
+	}
+	_, err := tx.ExecContext(ctx, "UPDATE t_counter SET n = n + 1 WHERE name = ?", second)
+	return onSecond(err)
 }

@@ -2,6 +2,7 @@ package txconsume
 
 import (
 	"context"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -22,13 +23,17 @@ type Message struct {
 	Properties map[string]string
 	// ReconsumeTimes counts earlier failed deliveries of this message.
 	ReconsumeTimes int32
+	// BornAt is when the producer created the message (RocketMQ's born timestamp), the start of
+	// its time in queue; zero when the transport does not know it.
+	BornAt time.Time
 }
 
 // Handler applies a message's business effects using tx, the transaction in which the
-// deduplication key is claimed. It must do all its database work through tx and must not
-// commit or roll it back: the Processor does. Return Discard(err) to stop a poison message
-// from coming back, ErrAlreadyApplied in row-lock mode when the effect already exists, or
-// any other error to have the delivery retried.
+// deduplication key is claimed. It must do all its database work through tx, return every error
+// it gets from tx, and must not commit or roll tx back: the Processor does (see "What a handler
+// must not do" in the package documentation for what happens otherwise). Return Discard(err) to
+// stop a poison message from coming back, ErrAlreadyApplied in row-lock mode when the effect
+// already exists, or any other error to have the delivery retried.
 type Handler func(ctx context.Context, tx *sqlx.Tx, msg *Message) error
 
 // Result says what processing a message did.

@@ -104,9 +104,10 @@ func WithRetryBackoff(minDelay, maxDelay time.Duration) Option {
 	}
 }
 
-// WithLogger sets where the Processor logs retries (Warn), discarded messages (Warn) and handler
-// panics (Error). Successes and duplicates are not logged; use Hooks for per-message telemetry.
-// Default: a logger that discards everything.
+// WithLogger sets where the Processor logs retries (Warn), discarded messages (Warn, unless the
+// transport that called Process logs them itself, as package rmq does: one line per discard) and
+// handler panics (Error). Successes and duplicates are not logged; use Hooks for per-message
+// telemetry. Default: a logger that discards everything.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {
@@ -117,24 +118,49 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithHooks sets callbacks for metrics and tracing. Default: none.
+// WithHooks sets callbacks for metrics and tracing (package oteltxconsume provides them for
+// OpenTelemetry). Default: none.
 func WithHooks(h Hooks) Option {
 	return func(c *config) { c.hooks = h }
 }
 
 // Hooks are optional callbacks, called synchronously on the goroutine that calls Process or
-// ProcessBatch; keep them fast and do not block in them. Nil fields are skipped.
+// ProcessBatch; keep them fast and do not block in them. Nil fields are skipped. The status-mode
+// processor of package idem takes the same Hooks.
 type Hooks struct {
+	// OnStart is called when the processing of a message begins, before its key is claimed
+	// (ProcessBatch: once per message, in order). group is the Processor's consumer group. The
+	// context it returns is the one the handler of that message runs under and the one OnHandler
+	// and OnResult receive for it, so a tracing hook can start a span here that database
+	// instrumentation inside the handler nests under. Every message OnStart was called for gets
+	// exactly one OnResult. Returning nil keeps ctx.
+	OnStart func(ctx context.Context, group string, msg *Message) context.Context
+
+	// OnHandler is called after each run of the handler (a retried transaction runs it again)
+	// with the handler's error, which is the Discard error for a discarded message, and the time
+	// the handler took.
+	OnHandler func(ctx context.Context, msg *Message, err error, elapsed time.Duration)
+
 	// OnResult is called once per message when its processing has ended: after the commit or
-	// rollback that decided it. r is Applied, Duplicate or Discarded, or 0 when err is the
-	// failure that Process returns (for a batch: that message's BatchFailure error, or the error
-	// that failed the whole batch). For Discarded, err is the handler's Discard error, so its
-	// cause can be counted. elapsed is the time spent in Process, or in ProcessBatch for every
-	// message of the batch, retries included.
+	// rollback that decided it. r is Applied, Duplicate or Discarded with a nil err, or 0 with
+	// the failure that Process returns (for a batch: that message's BatchFailure error, or the
+	// error that failed the whole batch): err != nil means exactly "failed, will be
+	// redelivered", never a discard. A failure wrapping ErrCommitUnknown may have been committed:
+	// count it apart from other failures (errors.Is); its redelivery is counted again, as
+	// Duplicate if the commit happened. A discard's reason reaches OnHandler (IsDiscard(err)) and
+	// the log. elapsed is the time spent in Process, or in ProcessBatch for every message of the
+	// batch, retries included.
 	OnResult func(ctx context.Context, msg *Message, r Result, err error, elapsed time.Duration)
 
 	// OnRetry is called before a transaction is run again after losing a lock conflict.
 	// msgs holds the message (Process) or the batch (ProcessBatch); attempt is the number of the
 	// attempt that failed, starting at 1; delay is the backoff about to be waited.
 	OnRetry func(ctx context.Context, msgs []*Message, attempt int, err error, delay time.Duration)
+
+	// OnInProgress is called by the status-mode processor (package idem) when a delivery finds
+	// its key held by another attempt that is still processing it: an expected conflict when
+	// duplicates arrive together, answered by a redelivery later. remaining is how long the
+	// other attempt's record has left (0 when the store cannot tell). The transactional
+	// Processor never calls it: the database makes a concurrent duplicate wait instead.
+	OnInProgress func(ctx context.Context, msg *Message, remaining time.Duration)
 }

@@ -13,7 +13,10 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume/internal/delivery"
 	"github.com/txconsume/txconsume/txconsume/internal/sqlerr"
+	"github.com/txconsume/txconsume/txconsume/internal/txguard"
 )
 
 // DedupTable is the table (created by package migrations) in which claimed keys are recorded.
@@ -28,8 +31,13 @@ const (
 // maxColumnLen is the size of the VARBINARY group, topic and msg_id columns.
 const maxColumnLen = 255
 
+// checkSQL finds the claim of a transaction again, by its token.
+const checkSQL = "SELECT 1 FROM " + DedupTable + " WHERE consumer_group = ? AND dedup_key = ? AND claim_token = ?"
+
+// claimSQL claims one key. The claim token lets a transaction on a plain pool find its own claim
+// again (see txn).
 const claimSQL = "INSERT INTO " + DedupTable +
-	" (consumer_group, dedup_key, topic, msg_id, outcome) VALUES (?, ?, ?, ?, ?)"
+	" (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES (?, ?, ?, ?, ?, ?)"
 
 // Processor consumes messages exactly once for one consumer group: each message's deduplication
 // key is claimed in the same transaction as the handler's writes. A Processor is safe for
@@ -40,14 +48,20 @@ type Processor struct {
 	h     Handler
 	cfg   config
 
-	// claim is the single-message claim INSERT, prepared once per pool so that each claim
-	// costs one round trip even without interpolateParams. closed is set by Close.
+	// guarded is set when db was opened through Connector: its driver refuses what a handler must
+	// not do, for free. Otherwise every transaction pins its connection (see txn).
+	guarded bool
+
+	// claim is the single-message claim INSERT and check the SELECT that finds a transaction's
+	// claim again (plain pools), prepared once per pool so that each costs one round trip even
+	// without interpolateParams. closed is set by Close.
 	mu     sync.Mutex
 	claim  *sql.Stmt
+	check  *sql.Stmt
 	closed bool
 }
 
-// Close releases the Processor's prepared statement on every pooled connection. Process and
+// Close releases the Processor's prepared statements on every pooled connection. Process and
 // ProcessBatch return ErrClosed after it. Call it once no delivery is running (after
 // rmq.Consumer.Shutdown, for one): a delivery still running may fail, roll back and be
 // redelivered. Close does not close the *sqlx.DB, and a second call does nothing. A long-lived service may never call it; code that creates Processors
@@ -59,12 +73,14 @@ func (p *Processor) Close() error {
 		return nil
 	}
 	p.closed = true
-	if p.claim == nil {
-		return nil
+	var errs []error
+	for _, s := range []**sql.Stmt{&p.claim, &p.check} {
+		if *s != nil {
+			errs = append(errs, (*s).Close())
+			*s = nil
+		}
 	}
-	err := p.claim.Close()
-	p.claim = nil
-	return err
+	return errors.Join(errs...)
 }
 
 func (p *Processor) isClosed() bool {
@@ -102,11 +118,32 @@ func New(db *sqlx.DB, group string, h Handler, opts ...Option) (*Processor, erro
 		// The driver would reject every Begin, failing every message instead of the setup.
 		return nil, fmt.Errorf("txconsume: New: isolation level %s does not exist in MySQL or MariaDB", cfg.txOptions.Isolation)
 	}
-	return &Processor{db: db, group: group, h: h, cfg: cfg}, nil
+	p := &Processor{db: db, group: group, h: h, cfg: cfg}
+	if db.DB != nil {
+		p.guarded = txguard.IsGuarded(db.Driver())
+	}
+	return p, nil
 }
 
 // Group returns the consumer group the Processor deduplicates for.
 func (p *Processor) Group() string { return p.group }
+
+// Check reports whether the Processor can work: the database answers and, in dedup-table mode,
+// its txconsume schema is migrated to the version this build embeds (see migrations.Check). An
+// unmigrated schema is an error that wraps migrations.ErrNotMigrated and says how to migrate.
+// rmq.Consumer calls Check at Start and from its own Check, which suits a readiness probe.
+func (p *Processor) Check(ctx context.Context) error {
+	if err := p.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("txconsume: group %s: database unreachable: %w", p.group, err)
+	}
+	if p.cfg.rowLock {
+		return nil // row-lock mode uses the handler's own tables only
+	}
+	if err := migrations.Check(ctx, p.db.DB); err != nil {
+		return fmt.Errorf("txconsume: group %s: %w", p.group, err)
+	}
+	return nil
+}
 
 // Process consumes one message:
 //
@@ -122,36 +159,39 @@ func (p *Processor) Group() string { return p.group }
 //   - any other handler error, a panic (*PanicError) or a cancelled context rolls everything
 //     back and returns the error: the message should be redelivered. A RetryAfter error keeps
 //     its delay (see RetryDelay);
+//   - a KeyFunc that fails or panics (a *PanicError) returns its error before anything runs;
 //   - a deadlock or lock wait timeout reruns the whole transaction, handler included, up to
-//     WithMaxRetries times.
+//     WithMaxRetries times;
+//   - if the connection fails after COMMIT was sent, the error wraps ErrCommitUnknown: the
+//     message may or may not have been applied, and its redelivery settles which (Duplicate if
+//     the commit happened).
 //
-// The Result is meaningful only when the error is nil.
+// The Result is meaningful only when the error is nil. Acknowledge the message to the broker
+// only then; on any error, let it be redelivered.
 func (p *Processor) Process(ctx context.Context, msg *Message) (Result, error) {
 	start := time.Now()
-	r, err, herr := p.process(ctx, msg)
+	if msg != nil {
+		ctx = p.cfg.hooks.start(ctx, p.group, msg)
+	}
+	r, err := p.process(ctx, msg)
 	if p.cfg.hooks.OnResult != nil && msg != nil {
-		reported := err
-		if r == Discarded {
-			reported = herr
-		}
-		p.cfg.hooks.OnResult(ctx, msg, r, reported, time.Since(start))
+		p.cfg.hooks.OnResult(ctx, msg, r, err, time.Since(start))
 	}
 	return r, err
 }
 
-// process returns the result, the error for the caller and, for Discarded, the handler's error.
-func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, error) {
+func (p *Processor) process(ctx context.Context, msg *Message) (Result, error) {
 	if msg == nil {
-		return 0, errors.New("txconsume: Process: nil message"), nil
+		return 0, errors.New("txconsume: Process: nil message")
 	}
 	if p.isClosed() {
-		return 0, ErrClosed, nil
+		return 0, ErrClosed
 	}
 	var key string
 	if !p.cfg.rowLock {
 		var err error
 		if key, err = p.key(msg); err != nil {
-			return 0, err, nil
+			return 0, err
 		}
 	}
 	var r Result
@@ -162,13 +202,23 @@ func (p *Processor) process(ctx context.Context, msg *Message) (Result, error, e
 		return err
 	})
 	if err != nil {
-		return 0, p.wrapErr(msg, err), nil
+		return 0, p.wrapErr(msg, err)
 	}
 	if r == Discarded {
-		p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
-			slog.String("msg_id", msg.ID), slog.Any("error", herr))
+		p.reportDiscard(ctx, msg, key, herr)
 	}
-	return r, nil, herr
+	return r, nil
+}
+
+// reportDiscard hands a discard's reason to the transport that called Process, which logs it in
+// its own line (package rmq), or else logs it here: either way one line per discard.
+func (p *Processor) reportDiscard(ctx context.Context, msg *Message, key string, reason error) {
+	if delivery.FromContext(ctx).Discarded(msg, reason) {
+		return
+	}
+	p.cfg.logger.WarnContext(ctx, "txconsume: message discarded", slog.String("group", p.group),
+		slog.String("topic", msg.Topic), slog.String("msg_id", msg.ID), slog.String("key", key),
+		slog.Any("reason", reason))
 }
 
 // attempt runs one transaction for msg. It returns the result, the handler's error when the
@@ -184,19 +234,22 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 			return 0, nil, err
 		}
 	}
-	tx, err := p.db.BeginTxx(ctx, &p.cfg.txOptions)
+	t, err := p.begin(ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("txconsume: begin: %w", err)
+		return 0, nil, fmt.Errorf("txconsume: %w", err)
 	}
+	defer t.close()
 	done := false
 	defer func() {
 		if !done {
-			_ = tx.Rollback()
+			t.rollback()
 		}
 	}()
+	stored := ""
 	if !p.cfg.rowLock {
-		_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, p.group, StoredKey(key), //nolint:sqlclosecheck // closed by the tx
-			clip(msg.Topic), clip(msg.ID), OutcomeApplied)
+		stored = StoredKey(key)
+		_, err = t.StmtContext(ctx, stmt).ExecContext(ctx, p.group, stored, //nolint:sqlclosecheck // closed by the tx
+			clip(msg.Topic), clip(msg.ID), OutcomeApplied, t.token)
 		if sqlerr.IsDuplicate(err) {
 			return Duplicate, nil, nil
 		}
@@ -204,9 +257,21 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 			return 0, nil, fmt.Errorf("txconsume: claim key: %w", err)
 		}
 	}
-	if herr := p.call(ctx, tx, msg); herr != nil {
+	if herr := p.call(ctx, t.Tx, msg); herr != nil {
 		done = true
-		_ = tx.Rollback()
+		var rerr error
+		if t.rollback() {
+			rerr = sql.ErrTxDone
+		}
+		if t.endedByHandler(rerr) {
+			// The handler failed: whatever its own Commit made permanent must not count as
+			// consumed, or a redelivery would skip the message.
+			var unclaim []string
+			if stored != "" {
+				unclaim = []string{stored}
+			}
+			return 0, nil, p.handlerEnded(ctx, t, []*Message{msg}, unclaim, herr)
+		}
 		switch {
 		case sqlerr.IsRetryable(herr):
 			return 0, nil, herr
@@ -223,10 +288,57 @@ func (p *Processor) attempt(ctx context.Context, msg *Message, key string) (Resu
 		}
 	}
 	done = true
-	if err := tx.Commit(); err != nil {
-		return 0, nil, fmt.Errorf("txconsume: commit: %w", err)
+	if err := t.commit(stored); err != nil {
+		if errors.Is(err, errHandlerEnded) || t.endedByHandler(err) {
+			// It returned nil: what it committed itself, claim included, is all it meant to do.
+			return 0, nil, p.handlerEnded(ctx, t, []*Message{msg}, nil, nil)
+		}
+		if errors.Is(err, ErrTxAborted) {
+			p.cfg.logger.WarnContext(ctx, "txconsume: the server rolled the transaction back but the handler went on "+
+				"and returned nil; a handler must return every error from tx", slog.String("group", p.group),
+				slog.String("msg_id", msg.ID), slog.Any("error", err))
+		}
+		return 0, nil, fmt.Errorf("txconsume: %w", err)
 	}
 	return Applied, nil, nil
+}
+
+// handlerEnded reports a handler that committed or rolled back the Processor's transaction, after
+// removing the claims in unclaim if a Commit of the handler made them permanent. herr is what the
+// handler returned, if anything.
+func (p *Processor) handlerEnded(ctx context.Context, t *txn, msgs []*Message, unclaim []string, herr error) error {
+	how := "Commit or Rollback"
+	if t.owner != nil && t.owner.EndedBy() != "" {
+		how = t.owner.EndedBy()
+	}
+	err := fmt.Errorf("%w (%s): the transaction belongs to the Processor, which commits it when the handler "+
+		"returns nil and rolls it back on an error", ErrHandlerEndedTx, how)
+	if herr != nil && !errors.Is(herr, ErrHandlerEndedTx) {
+		err = fmt.Errorf("%w; the handler returned: %w", err, herr)
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	if uerr := t.unclaimCommitted(unclaim); uerr != nil {
+		// These keys stay recorded as consumed although their messages were not applied.
+		err = fmt.Errorf("%w; removing the claims it committed failed, messages may be lost: %w", err, uerr)
+	}
+	p.cfg.logger.ErrorContext(ctx, "txconsume: the handler ended the Processor's transaction", slog.String("group", p.group),
+		slog.Any("msg_ids", ids), slog.String("how", how), slog.Any("error", err))
+	return err
+}
+
+// commitError describes a failed tx.Commit. A server error is an answer: the server did not
+// commit. database/sql checks the context before it sends COMMIT, so a context error means
+// nothing was sent. Anything else (a connection that broke, an answer that never came) leaves the
+// outcome unknown: ErrCommitUnknown.
+func commitError(err error) error {
+	if sqlerr.Number(err) != 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return fmt.Errorf("commit: %w: %w", ErrCommitUnknown, err)
 }
 
 // recordDiscard records key as discarded in a fresh transaction, after the handler's transaction
@@ -239,7 +351,7 @@ func (p *Processor) recordDiscard(ctx context.Context, msg *Message, key string)
 		return 0, err
 	}
 	// A single autocommit statement is its own transaction.
-	_, err = stmt.ExecContext(ctx, p.group, StoredKey(key), clip(msg.Topic), clip(msg.ID), OutcomeDiscarded)
+	_, err = stmt.ExecContext(ctx, p.group, StoredKey(key), clip(msg.Topic), clip(msg.ID), OutcomeDiscarded, 0)
 	if sqlerr.IsDuplicate(err) {
 		return Duplicate, nil
 	}
@@ -249,8 +361,10 @@ func (p *Processor) recordDiscard(ctx context.Context, msg *Message, key string)
 	return Discarded, nil
 }
 
-// call runs the handler, turning a panic into a *PanicError.
+// call runs the handler, turning a panic into a *PanicError, and reports the run to
+// Hooks.OnHandler.
 func (p *Processor) call(ctx context.Context, tx *sqlx.Tx, msg *Message) (err error) {
+	start := time.Now()
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &PanicError{Value: v, Stack: debug.Stack()}
@@ -258,12 +372,24 @@ func (p *Processor) call(ctx context.Context, tx *sqlx.Tx, msg *Message) (err er
 				slog.String("msg_id", msg.ID), slog.Any("panic", v), slog.String("stack", string(pe.Stack)))
 			err = pe
 		}
+		if p.cfg.hooks.OnHandler != nil {
+			p.cfg.hooks.OnHandler(ctx, msg, err, time.Since(start))
+		}
 	}()
 	return p.h(ctx, tx, msg)
 }
 
-// key returns msg's deduplication key, rejecting an empty one.
-func (p *Processor) key(msg *Message) (string, error) {
+// key returns msg's deduplication key, rejecting an empty one. A panicking KeyFunc is a
+// *PanicError, as a panicking handler is: one bad message must not crash the consumer.
+func (p *Processor) key(msg *Message) (_ string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &PanicError{Value: v, Stack: debug.Stack()}
+			p.cfg.logger.Error("txconsume: key func panicked", slog.String("group", p.group),
+				slog.String("msg_id", msg.ID), slog.Any("panic", v), slog.String("stack", string(pe.Stack)))
+			err = fmt.Errorf("txconsume: key of message %s: %w", msg.ID, pe)
+		}
+	}()
 	k, err := p.cfg.keyFunc(msg)
 	if err != nil {
 		return "", fmt.Errorf("txconsume: key of message %s: %w", msg.ID, err)
@@ -275,19 +401,28 @@ func (p *Processor) key(msg *Message) (string, error) {
 }
 
 func (p *Processor) claimStmt(ctx context.Context) (*sql.Stmt, error) {
+	return p.prepared(ctx, &p.claim, claimSQL)
+}
+
+func (p *Processor) checkStmt(ctx context.Context) (*sql.Stmt, error) {
+	return p.prepared(ctx, &p.check, checkSQL)
+}
+
+// prepared returns the statement in slot, preparing query on the pool the first time.
+func (p *Processor) prepared(ctx context.Context, slot **sql.Stmt, query string) (*sql.Stmt, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, ErrClosed
 	}
-	if p.claim != nil {
-		return p.claim, nil
+	if *slot != nil {
+		return *slot, nil
 	}
-	s, err := p.db.PrepareContext(ctx, claimSQL)
+	s, err := p.db.PrepareContext(ctx, query) //nolint:sqlclosecheck // lives as long as the Processor: Close closes it
 	if err != nil {
-		return nil, fmt.Errorf("txconsume: prepare claim (is the schema migrated?): %w", err)
+		return nil, fmt.Errorf("txconsume: prepare %q (is the schema migrated?): %w", query, err)
 	}
-	p.claim = s
+	*slot = s
 	return s, nil
 }
 
@@ -296,7 +431,7 @@ func (p *Processor) claimStmt(ctx context.Context) (*sql.Stmt, error) {
 func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || !sqlerr.IsRetryable(err) {
+		if err == nil || !retryable(err) {
 			return err
 		}
 		if attempt > p.cfg.maxRetries {
@@ -316,6 +451,13 @@ func (p *Processor) withRetries(ctx context.Context, msgs []*Message, fn func() 
 			return retryAbandoned(err, cerr)
 		}
 	}
+}
+
+// retryable reports a transaction that lost a conflict with another one, or that the server
+// rolled back under a handler which went on (most likely after such a conflict): running it again
+// from the start can succeed.
+func retryable(err error) bool {
+	return sqlerr.IsRetryable(err) || errors.Is(err, ErrTxAborted)
 }
 
 // retryAbandoned keeps both the lock conflict and the context's error, so that callers can tell

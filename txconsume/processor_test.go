@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,24 +197,35 @@ func TestProcess(t *testing.T) {
 	t.Run("Discard rolls back the writes and records the key as discarded", func(t *testing.T) {
 		f := newFixture(t)
 		poison := errors.New("unparseable body")
-		var hookErr error
+		var results []txconsume.Result
+		var resultErrs, handlerErrs []error
 		h := count(func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
 			if err := recordEffect(ctx, tx, m); err != nil {
 				return err
 			}
 			return txconsume.Discard(fmt.Errorf("decode: %w", poison))
 		})
-		p := f.processor(nil, "g", h.handle, txconsume.WithHooks(txconsume.Hooks{
-			OnResult: func(_ context.Context, _ *txconsume.Message, r txconsume.Result, err error, _ time.Duration) {
-				if r == txconsume.Discarded {
-					hookErr = err
-				}
-			},
-		}))
+		var logs strings.Builder
+		p := f.processor(nil, "g", h.handle, txconsume.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+			txconsume.WithHooks(txconsume.Hooks{
+				OnResult: func(_ context.Context, _ *txconsume.Message, r txconsume.Result, err error, _ time.Duration) {
+					results, resultErrs = append(results, r), append(resultErrs, err)
+				},
+				OnHandler: func(_ context.Context, _ *txconsume.Message, err error, _ time.Duration) {
+					handlerErrs = append(handlerErrs, err)
+				},
+			}))
 		r, err := p.Process(ctx, msg("m"))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Discarded, r)
-		require.ErrorIs(t, hookErr, poison, "the hook sees the discard cause")
+		require.Equal(t, []txconsume.Result{txconsume.Discarded}, results)
+		require.Equal(t, []error{nil}, resultErrs, "OnResult: a discard is no failure")
+		require.Len(t, handlerErrs, 1)
+		require.ErrorIs(t, handlerErrs[0], poison, "OnHandler sees the discard's cause")
+		require.True(t, txconsume.IsDiscard(handlerErrs[0]))
+		require.Equal(t, 1, strings.Count(logs.String(), "txconsume: message discarded"), logs.String())
+		require.Contains(t, logs.String(), "reason=\"txconsume: discarded: decode: unparseable body\"")
+		require.Contains(t, logs.String(), "group=g")
 		require.Equal(t, 0, f.effects("m"))
 		require.Equal(t, txconsume.OutcomeDiscarded, f.outcome("g", "m"))
 

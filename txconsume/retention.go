@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/txconsume/internal/pkdelete"
 )
 
 // Retention defaults and limits.
@@ -22,8 +23,9 @@ const (
 	// DefaultRetentionBatch is the number of rows one batch deletes when
 	// RetentionOptions.BatchSize is 0.
 	DefaultRetentionBatch = 1000
-	// MaxRetentionBatch is the largest batch accepted: each batch's DELETE binds two parameters
-	// per row, and larger batches hold their row locks longer.
+	// MaxRetentionBatch is the largest batch accepted: each batch's DELETE carries every key of
+	// the batch (up to about 10 MB for keys of 255 bytes), and larger batches hold their row
+	// locks longer.
 	MaxRetentionBatch = 10000
 )
 
@@ -74,9 +76,11 @@ type RetentionOptions struct {
 //
 // Each batch reads the primary keys of up to BatchSize of the oldest expired rows with a plain
 // SELECT (a consistent read, no locks), then deletes exactly those rows by primary key in one
-// autocommitted DELETE that checks created_at again. A DELETE by primary key locks only the rows
-// it deletes, under REPEATABLE READ and READ COMMITTED alike, so consumers claiming new keys are
-// never blocked, and the statement is deterministic for statement-based replication. A single
+// autocommitted DELETE that checks created_at again. The DELETE looks each key up on the primary
+// key on MySQL and MariaDB at every batch size up to MaxRetentionBatch (an OR list of keys would
+// turn into a full scan past a few thousand keys), so it locks only the rows it deletes, under
+// REPEATABLE READ and READ COMMITTED alike: consumers claiming new keys are never blocked, and
+// the statement is deterministic for statement-based replication. A single
 // DELETE ... ORDER BY created_at LIMIT n, which MySQL and MariaDB both accept, would be one round
 // trip shorter, but under REPEATABLE READ it takes next-key locks on the created_at index,
 // including the gap at its end into which every new claim inserts, and binlog_format=STATEMENT
@@ -206,24 +210,15 @@ func selectExpired(ctx context.Context, db *sqlx.DB, q string, args []any) ([]de
 	return keys, nil
 }
 
-// deleteKeys deletes the rows named by keys that are still older than cutoff. The condition is
-// an OR of primary-key equalities, which the range optimizers of MySQL and MariaDB both turn
-// into point lookups on the primary key. created_at is checked again because a key deleted by
-// another instance in the meantime may have been claimed anew.
+// deleteKeys deletes the rows named by keys that are still older than cutoff. created_at is
+// checked again because a key deleted by another instance in the meantime may have been claimed
+// anew.
 func deleteKeys(ctx context.Context, db *sqlx.DB, cutoff string, keys []dedupPK) (int64, error) {
-	var q strings.Builder
-	q.WriteString("DELETE FROM " + DedupTable + " WHERE created_at < ? AND (")
-	args := make([]any, 0, 1+2*len(keys))
-	args = append(args, cutoff)
-	for i, k := range keys {
-		if i > 0 {
-			q.WriteString(" OR ")
-		}
-		q.WriteString("(consumer_group = ? AND dedup_key = ?)")
-		args = append(args, k.group, k.key)
+	q, args, err := deleteKeysStatement(cutoff, keys)
+	if err != nil {
+		return 0, fmt.Errorf("txconsume: delete old dedup records: %w", err)
 	}
-	q.WriteString(")")
-	res, err := db.ExecContext(ctx, q.String(), args...)
+	res, err := db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("txconsume: delete old dedup records: %w", err)
 	}
@@ -232,6 +227,16 @@ func deleteKeys(ctx context.Context, db *sqlx.DB, cutoff string, keys []dedupPK)
 		return 0, fmt.Errorf("txconsume: delete old dedup records: %w", err)
 	}
 	return n, nil
+}
+
+// deleteKeysStatement returns the DELETE of one retention batch: a primary-key lookup per key
+// on MySQL and MariaDB, up to MaxRetentionBatch keys and beyond (see package pkdelete).
+func deleteKeysStatement(cutoff string, keys []dedupPK) (string, []any, error) {
+	pks := make([][][]byte, len(keys))
+	for i, k := range keys {
+		pks[i] = [][]byte{k.group, k.key}
+	}
+	return pkdelete.Statement(DedupTable, []string{"consumer_group", "dedup_key"}, pks, "created_at < ?", cutoff)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/txconsume/txconsume/internal/testenv"
 	"github.com/txconsume/txconsume/txconsume"
 )
 
@@ -131,20 +132,12 @@ func TestRetentionDelete(t *testing.T) {
 		require.Empty(t, f.outcome("g", long))
 	})
 
-	t.Run("the delete is a primary-key lookup", func(t *testing.T) {
+	t.Run("the delete reads the table by primary key", func(t *testing.T) {
 		f, _ := setup(t, 3, 0)
-		// The same statement shape DeleteDedupOlderThan issues, for three keys.
-		rows, err := f.db.QueryxContext(ctx, "EXPLAIN DELETE FROM txconsume_dedup WHERE created_at < UTC_TIMESTAMP(6) AND "+
-			"((consumer_group = ? AND dedup_key = ?) OR (consumer_group = ? AND dedup_key = ?) OR (consumer_group = ? AND dedup_key = ?))",
-			"g", "old-0", "g", "old-1", "g", "old-2")
+		q, args, err := txconsume.RetentionDeleteStatement("2999-01-01 00:00:00",
+			[][2]string{{"g", "old-0"}, {"g", "old-1"}, {"g", "old-2"}})
 		require.NoError(t, err)
-		defer rows.Close()
-		require.True(t, rows.Next())
-		row := map[string]any{}
-		require.NoError(t, rows.MapScan(row))
-		require.Equal(t, "PRIMARY", fmt.Sprintf("%s", row["key"]))
-		require.False(t, rows.Next())
-		require.NoError(t, rows.Err())
+		testenv.RequirePrimaryKeyReads(t, testenv.Explain(t, f.db.DB, q, args...), txconsume.DedupTable)
 	})
 
 	t.Run("invalid arguments", func(t *testing.T) {
@@ -193,4 +186,62 @@ func TestRetentionIgnoresSessionTimeZones(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, deleted)
 	require.Equal(t, "applied", f.outcome("g", "fresh"))
+}
+
+// The largest retention batch must stay a primary-key delete on both servers: the optimizers
+// give up on long OR lists (MariaDB's optimizer_max_sel_arg_weight, MySQL's
+// range_optimizer_max_mem_size) and fall back to a full scan that locks the whole table.
+func TestRetentionDeleteLargestBatch(t *testing.T) {
+	ctx := context.Background()
+	const oldRows, newRows = txconsume.MaxRetentionBatch + 2000, 9000 // 21,000 rows in all
+
+	// setup fills txconsume_dedup with oldRows rows 200 hours old and newRows fresh ones, in
+	// group order interleaved so that the batch's keys are spread over the primary key, and
+	// returns the DELETE of the oldest MaxRetentionBatch keys.
+	setup := func(t *testing.T) (*fixture, string, []any) {
+		f := newFixture(t)
+		insert := func(prefix string, n int, created string) {
+			testenv.InsertRows(t, f.db.DB, "INSERT INTO txconsume_dedup (consumer_group, dedup_key, created_at) VALUES", n,
+				func(i int) string { return fmt.Sprintf("('g%d', '%s-%05d', %s)", i%3, prefix, i, created) })
+		}
+		insert("old", oldRows, "UTC_TIMESTAMP(6) - INTERVAL 200 HOUR")
+		insert("new", newRows, "UTC_TIMESTAMP(6)")
+		_, err := f.db.ExecContext(ctx, "ANALYZE TABLE txconsume_dedup")
+		require.NoError(t, err)
+
+		keys := make([][2]string, txconsume.MaxRetentionBatch)
+		for i := range keys {
+			keys[i] = [2]string{fmt.Sprintf("g%d", i%3), fmt.Sprintf("old-%05d", i)}
+		}
+		var cutoff string
+		require.NoError(t, f.db.GetContext(ctx, &cutoff,
+			"SELECT DATE_FORMAT(UTC_TIMESTAMP(6) - INTERVAL 168 HOUR, '%Y-%m-%d %H:%i:%s.%f')"))
+		q, args, err := txconsume.RetentionDeleteStatement(cutoff, keys)
+		require.NoError(t, err)
+		return f, q, args
+	}
+
+	t.Run("the delete reads the table by primary key", func(t *testing.T) {
+		f, q, args := setup(t)
+		testenv.RequirePrimaryKeyReads(t, testenv.Explain(t, f.db.DB, q, args...), txconsume.DedupTable)
+	})
+
+	t.Run("an uncommitted batch does not block the claim of a new key", func(t *testing.T) {
+		f, q, args := setup(t)
+		tx, n := testenv.ExecOpen(t, f.db.DB, q, args...)
+		require.EqualValues(t, txconsume.MaxRetentionBatch, n)
+
+		// A claim that waited for the batch's locks would fail after a second with error 1205;
+		// no retries, so the wait cannot hide behind a second attempt.
+		consumer := f.processor(f.pool("innodb_lock_wait_timeout=1"), "g1", recordEffect, txconsume.WithMaxRetries(0))
+		for _, id := range []string{"brand-new", "old-99999", "new-99999"} { // at the ends and in between
+			r, err := consumer.Process(ctx, msg(id))
+			require.NoError(t, err, "claim of %s while a retention batch is open", id)
+			require.Equal(t, txconsume.Applied, r)
+		}
+
+		require.NoError(t, tx.Commit())
+		require.Equal(t, oldRows+newRows-txconsume.MaxRetentionBatch+3, f.dedupRows())
+		require.Equal(t, 1, f.effects("brand-new"))
+	})
 }

@@ -40,6 +40,18 @@ func (l *retryLog) hooks() txconsume.Hooks {
 	}}
 }
 
+// any reports whether one of the retried errors satisfies f.
+func (l *retryLog) any(f func(error) bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.errs {
+		if f(e) {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *retryLog) numbers() []uint16 {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -42,11 +42,13 @@ func commands() []command {
 		{"inspect", "show the dedup record and the idem records stored for a key", runInspect},
 		{"release", "remove a stuck idem PROCESSING record so the message can be processed", runRelease},
 		{"forget", "DANGEROUS: delete a dedup record so that a message is applied again", runForget},
+		{"topic", "create a RocketMQ topic (and a group's retry topic) on the brokers of a cluster", runTopic},
+		{"dlq", "list a consumer group's dead letters, or replay them to their original topic", runDLQ},
 		{"outbox", "show the outbox: pending messages and the oldest one's age per topic (status)", runOutbox},
 	}
 }
 
-const mainUsage = `txconsume: operator tool for the txconsume tables.
+const mainUsage = `txconsume: operator tool for the txconsume tables and RocketMQ topics.
 
 Usage:
   txconsume <command> [flags]
@@ -54,9 +56,10 @@ Usage:
 
 Commands:
 %s
-Every command takes -dsn (default $TXCONSUME_MYSQL_DSN), a go-sql-driver/mysql DSN of the
-service's database. Commands that reach the idem Redis store take -redis (default
-$TXCONSUME_REDIS_ADDR). Run "txconsume <command> -h" for a command's flags.
+The database commands take -dsn (default $TXCONSUME_MYSQL_DSN), a go-sql-driver/mysql DSN of
+the service's database. Commands that reach the idem Redis store take -redis (default
+$TXCONSUME_REDIS_ADDR), the RocketMQ commands (topic, dlq) -namesrv (default
+$TXCONSUME_ROCKETMQ_NAMESRV). Run "txconsume <command> -h" for a command's flags.
 
 Exit status: 0 success, 1 failure, 2 bad usage.
 `

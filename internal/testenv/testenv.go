@@ -5,7 +5,10 @@
 //
 //  1. its environment variable (TXCONSUME_MYSQL_DSN, TXCONSUME_ROCKETMQ_NAMESRV, TXCONSUME_REDIS_ADDR),
 //     which `make test` sets from scripts/services.sh;
-//  2. a container started with testcontainers-go, when a Docker engine answers;
+//  2. a container started with testcontainers-go, when a Docker engine answers (or for every
+//     service when TXCONSUME_TESTCONTAINERS=1; never when it is 0). TXCONSUME_MYSQL_IMAGE,
+//     TXCONSUME_REDIS_IMAGE and TXCONSUME_ROCKETMQ_IMAGE choose the images (the official ones by
+//     default); a package's TestMain runs its tests through [M], which terminates the containers;
 //  3. otherwise the test is skipped with a message naming the command that starts services,
 //     except under CI=true, where a missing service fails the test: CI never passes by skipping.
 package testenv
@@ -25,6 +28,10 @@ const (
 	EnvRocketMQNamesrv = "TXCONSUME_ROCKETMQ_NAMESRV"
 	EnvRocketMQBroker  = "TXCONSUME_ROCKETMQ_BROKER" // optional: broker address for topic creation
 	EnvRedisAddr       = "TXCONSUME_REDIS_ADDR"
+	// EnvExpectServer, when set to "mariadb" or "mysql", makes every database test fail unless
+	// TXCONSUME_MYSQL_DSN leads to that kind of server: each leg of the server matrix
+	// (scripts/test-matrix.sh) sets it, so that a leg cannot pass on the wrong server.
+	EnvExpectServer = "TXCONSUME_EXPECT_SERVER"
 )
 
 const startHint = "start services with `make services-up` and `eval \"$(scripts/services.sh env)\"`, " +

@@ -3,6 +3,8 @@ package idem
 import (
 	"errors"
 	"fmt"
+
+	"github.com/txconsume/txconsume/txconsume/internal/delivery"
 )
 
 var (
@@ -10,9 +12,10 @@ var (
 	// (wrapped) for a duplicate that arrives while the first delivery is still being handled, so
 	// the broker redelivers it later; by then the key is CONSUMED (acknowledged as a duplicate) or
 	// released (processed).
-	ErrInProgress = errors.New("idem: message is being processed by another attempt")
+	ErrInProgress = delivery.ErrInProgress
 	// ErrNotOwner is returned by a MarkConsumed or Release whose owner token does not hold the
-	// key's PROCESSING record, typically because the record expired and another attempt took it over.
+	// key's PROCESSING record: it expired (and another attempt may have taken the key over), or it
+	// was removed (an operator's release, a store that lost it).
 	ErrNotOwner = errors.New("idem: record is not held by this owner")
 	// ErrKeyTooLong means the key does not fit the store's limits (see the store's documentation).
 	ErrKeyTooLong = errors.New("idem: key too long for the store")

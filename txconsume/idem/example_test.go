@@ -59,8 +59,7 @@ func runMailSender() error {
 		return err
 	}
 	c, err := rmq.NewConsumer(p,
-		rmq.WithNameServers("127.0.0.1:9876"),
-		rmq.WithGroup("mail-sender"),
+		rmq.WithNameServers("127.0.0.1:9876"), // the group is the Processor's: "mail-sender"
 		rmq.WithSubscription("user-registered", "*"),
 	)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The RocketMQ client (TestRocketMQ) leaves goroutines behind after Shutdown.
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
 
 // closedAddr returns a loopback address on which nothing listens: a store pointed at it is down.

@@ -9,7 +9,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/txconsume/txconsume/migrations"
 	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/internal/pkdelete"
 )
 
 // MySQLMaxNameLen is the longest group or topic name, in bytes, that the MySQL store accepts
@@ -74,9 +76,10 @@ WHERE consumer_group = ? AND topic = ? AND idem_key = ? AND owner = ? AND status
 const releaseSQL = `DELETE FROM txconsume_idem
 WHERE consumer_group = ? AND topic = ? AND idem_key = ? AND owner = ? AND status = 1`
 
-// cleanupSQL deletes expired rows oldest first. Single-table DELETE ... ORDER BY ... LIMIT is
-// accepted by MySQL and MariaDB alike and keeps each statement's locks and undo small.
-const cleanupSQL = `DELETE FROM txconsume_idem WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?`
+// cleanupSelectSQL reads the keys of the oldest expired rows: a consistent read, which takes no
+// locks. The rows are then deleted by primary key (see cleanupStatement).
+const cleanupSelectSQL = `SELECT consumer_group, topic, idem_key FROM txconsume_idem
+WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?`
 
 // maxAcquireTries bounds the retries of Acquire after a deadlock or after the row changed between
 // the upsert and the read-back (it expired or was deleted in between).
@@ -107,7 +110,7 @@ func (s *MySQLStore) Acquire(ctx context.Context, key Key, owner string, ttl tim
 			continue
 		}
 		if err != nil {
-			return Acquisition{}, err
+			return Acquisition{}, withSchemaHint(err)
 		}
 		var (
 			status    int
@@ -175,21 +178,40 @@ func (s *MySQLStore) cas(ctx context.Context, query string, args ...any) error {
 	return nil
 }
 
-// DefaultCleanupBatch is the batch size Cleanup uses when given 0 or less.
-const DefaultCleanupBatch = 1000
+// Cleanup batch sizes.
+const (
+	// DefaultCleanupBatch is the batch size Cleanup uses when given 0 or less.
+	DefaultCleanupBatch = 1000
+	// MaxCleanupBatch is the largest batch Cleanup accepts: each batch's DELETE carries every key
+	// of the batch, and larger batches hold their row locks longer.
+	MaxCleanupBatch = 10000
+)
 
 // Cleanup deletes expired rows (CONSUMED past their retention and PROCESSING past their TTL,
 // which Acquire already treats as absent) in batches of batch rows (DefaultCleanupBatch when
-// batch <= 0), one short statement per batch so that consumers are never blocked for long. It
-// returns how many rows it deleted, and stops early when ctx ends. Run it from a periodic job
-// (any number of instances may run it at once).
+// batch <= 0, at most MaxCleanupBatch), one short statement per batch. It returns how many rows
+// it deleted, and stops early when ctx ends. Run it from a periodic job (any number of instances
+// may run it at once).
+//
+// Each batch reads the keys of the oldest expired rows without locking and deletes those rows by
+// primary key, checking their expiry again (a row taken over in between is kept). So a batch
+// locks only the rows it deletes, and Acquire of other keys never waits for it: a
+// DELETE ... ORDER BY expires_at LIMIT would instead lock the expires_at index up to the first
+// live row, under REPEATABLE READ, including the gap into which new records are inserted.
 func (s *MySQLStore) Cleanup(ctx context.Context, batch int) (int64, error) {
 	if batch <= 0 {
 		batch = DefaultCleanupBatch
 	}
+	if batch > MaxCleanupBatch {
+		return 0, fmt.Errorf("idem: cleanup: batch must be at most %d, got %d", MaxCleanupBatch, batch)
+	}
 	var total int64
 	for {
-		res, err := s.db.ExecContext(ctx, cleanupSQL, batch)
+		q, args, selected, err := s.cleanupBatch(ctx, batch)
+		if err != nil || selected == 0 {
+			return total, err
+		}
+		res, err := s.db.ExecContext(ctx, q, args...)
 		if err != nil {
 			return total, fmt.Errorf("idem: cleanup: %w", err)
 		}
@@ -198,10 +220,62 @@ func (s *MySQLStore) Cleanup(ctx context.Context, batch int) (int64, error) {
 			return total, fmt.Errorf("idem: cleanup: %w", err)
 		}
 		total += n
-		if n < int64(batch) {
+		if selected < batch {
 			return total, nil
 		}
 	}
+}
+
+// Check implements Checker: the database answers and the txconsume schema, txconsume_idem
+// included, is migrated to the version this build embeds (migrations.Check).
+func (s *MySQLStore) Check(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("idem: MySQL store: database unreachable: %w", err)
+	}
+	if err := migrations.Check(ctx, s.db); err != nil {
+		return fmt.Errorf("idem: MySQL store: %w", err)
+	}
+	return nil
+}
+
+// withSchemaHint says what to do when the table is missing (1146): every delivery would fail
+// with that error until the schema is migrated.
+func withSchemaHint(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1146 {
+		return fmt.Errorf("%w (the txconsume schema is not migrated: run migrations.Up(ctx, db) at start-up or `txconsume migrate up`)", err)
+	}
+	return err
+}
+
+// cleanupBatch reads the keys of the next batch of expired rows and returns the DELETE of those
+// rows, with how many rows it names (0: nothing left to delete).
+func (s *MySQLStore) cleanupBatch(ctx context.Context, batch int) (string, []any, int, error) {
+	rows, err := s.db.QueryContext(ctx, cleanupSelectSQL, batch)
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("idem: cleanup: %w", err)
+	}
+	defer rows.Close()
+	var keys [][][]byte
+	for rows.Next() {
+		var group, topic, id []byte
+		if err := rows.Scan(&group, &topic, &id); err != nil {
+			return "", nil, 0, fmt.Errorf("idem: cleanup: %w", err)
+		}
+		keys = append(keys, [][]byte{group, topic, id})
+	}
+	if err := rows.Err(); err != nil {
+		return "", nil, 0, fmt.Errorf("idem: cleanup: %w", err)
+	}
+	if len(keys) == 0 {
+		return "", nil, 0, nil
+	}
+	q, args, err := pkdelete.Statement("txconsume_idem", []string{"consumer_group", "topic", "idem_key"}, keys,
+		"expires_at <= UTC_TIMESTAMP(6)")
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("idem: cleanup: %w", err)
+	}
+	return q, args, len(keys), nil
 }
 
 // isDeadlock reports MySQL's deadlock error (1213): InnoDB rolled the statement back to break a

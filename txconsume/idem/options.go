@@ -50,6 +50,7 @@ type config struct {
 	keyFunc    txconsume.KeyFunc
 	failOpen   bool
 	logger     *slog.Logger
+	hooks      txconsume.Hooks
 }
 
 func defaultConfig() config {
@@ -127,8 +128,17 @@ func WithFailOpen() Option {
 	return func(c *config) { c.failOpen = true }
 }
 
-// WithLogger sets the logger for records that could not be released or marked, and for fail-open
-// runs. Default: slog.Default().
+// WithLogger sets the logger for records that could not be released or marked, for fail-open runs
+// and for discarded messages (unless the transport that called Process logs them itself, as
+// package rmq does: one line per discard). Default: slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
+}
+
+// WithHooks sets callbacks for metrics and tracing, the same Hooks as the transactional
+// Processor takes (package oteltxconsume provides them for OpenTelemetry): OnStart, OnHandler,
+// OnResult and OnInProgress are called; OnRetry never is, status mode has no transaction to
+// retry. Default: none.
+func WithHooks(h txconsume.Hooks) Option {
+	return func(c *config) { c.hooks = h }
 }

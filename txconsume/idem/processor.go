@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/internal/delivery"
 )
 
 // Handler performs a message's effects outside the database (an HTTP call, an e-mail). It must
@@ -63,7 +64,8 @@ func New(store Store, group string, h Handler, opts ...Option) (*Processor, erro
 //     txconsume.Discard the record becomes CONSUMED too: (Discarded, nil). On any other error or a
 //     panic (returned as a *txconsume.PanicError) the record is deleted and the error returned,
 //     so the redelivery processes the key.
-//   - the store cannot be reached: a *StoreError and the handler does not run (see WithFailOpen).
+//   - the store cannot be reached: a *StoreError and the handler does not run (see WithFailOpen);
+//   - the key function fails or panics (a *txconsume.PanicError): the error, and nothing runs.
 //
 // Once the handler has succeeded, Process reports success even if the record cannot be marked
 // CONSUMED (it logs the failure): the effect has happened, and a redelivery would only repeat it.
@@ -72,7 +74,36 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 	if msg == nil {
 		return 0, errors.New("idem: nil message")
 	}
-	id, err := p.cfg.keyFunc(msg)
+	start := time.Now()
+	if p.cfg.hooks.OnStart != nil {
+		if hctx := p.cfg.hooks.OnStart(ctx, p.group, msg); hctx != nil {
+			ctx = hctx
+		}
+	}
+	r, err := p.process(ctx, msg)
+	if p.cfg.hooks.OnResult != nil {
+		p.cfg.hooks.OnResult(ctx, msg, r, err, time.Since(start))
+	}
+	return r, err
+}
+
+// Group returns the consumer group the Processor keeps records for.
+func (p *Processor) Group() string { return p.group }
+
+// Check reports whether the store is usable, when it implements Checker (both stores of this
+// package do: the MySQL store checks the database and its migrated schema, the Redis store pings).
+// rmq.Consumer calls it at Start and from its own Check, which suits a readiness probe.
+func (p *Processor) Check(ctx context.Context) error {
+	if c, ok := p.store.(Checker); ok {
+		if err := c.Check(ctx); err != nil {
+			return fmt.Errorf("idem: group %s: %w", p.group, err)
+		}
+	}
+	return nil
+}
+
+func (p *Processor) process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
+	id, err := p.key(msg)
 	if err != nil {
 		return 0, fmt.Errorf("idem: key of message %s: %w", msg.ID, err)
 	}
@@ -102,6 +133,9 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 	case Consumed:
 		return txconsume.Duplicate, nil
 	case InProgress:
+		if p.cfg.hooks.OnInProgress != nil {
+			p.cfg.hooks.OnInProgress(ctx, msg, acq.Remaining)
+		}
 		if p.cfg.inProgress == AckAsDuplicate {
 			return txconsume.Duplicate, nil
 		}
@@ -129,24 +163,39 @@ func (p *Processor) Process(ctx context.Context, msg *txconsume.Message) (txcons
 	result := txconsume.Applied
 	if herr != nil {
 		result = txconsume.Discarded
+		p.reportDiscard(ctx, msg, key, herr)
 	}
 	if err := p.finish(ctx, leaseEnd, func(ctx context.Context) error {
 		return p.store.MarkConsumed(ctx, key, owner, p.cfg.retention)
 	}); err != nil {
-		msgText := "idem: handler succeeded but the record could not be marked consumed; a later duplicate may run it again"
-		if errors.Is(err, ErrNotOwner) {
-			msgText = "idem: handler outlived the processing TTL and the key was taken over; its effect may have happened twice"
-		}
-		p.cfg.logger.ErrorContext(ctx, msgText,
-			slog.String("key", key.String()), slog.String("msg_id", msg.ID), slog.Any("error", err))
+		p.cfg.logger.ErrorContext(ctx, markFailure(err, leaseEnd),
+			slog.String("key", key.String()), slog.String("msg_id", msg.ID), slog.Duration("ttl", p.cfg.ttl),
+			slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 	}
 	return result, nil
+}
+
+// markFailure says what is known when a successful attempt could not mark its record consumed.
+// ErrNotOwner means the record was no longer this attempt's; whether another delivery took the
+// key is not known (a Redis record past its TTL is simply gone), only that one may have.
+func markFailure(err error, leaseEnd time.Time) string {
+	switch {
+	case !errors.Is(err, ErrNotOwner):
+		return "idem: handler succeeded but the record could not be marked consumed; a later duplicate may run it again"
+	case time.Now().After(leaseEnd):
+		return "idem: handler outlived the processing TTL, so its record had expired and could not be marked " +
+			"consumed; another delivery may have taken the key and run the handler too, and a later one may"
+	default:
+		return "idem: the attempt's record was removed or replaced before its TTL ended (released by an operator, " +
+			"or lost by the store), so it could not be marked consumed; another delivery may run the handler too"
+	}
 }
 
 // runUnrecorded is the fail-open path: the handler runs with no record, under the caller's context.
 func (p *Processor) runUnrecorded(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
 	if err := p.run(ctx, msg); err != nil {
 		if txconsume.IsDiscard(err) {
+			p.reportDiscard(ctx, msg, Key{Group: p.group, Topic: msg.Topic}, err)
 			return txconsume.Discarded, nil
 		}
 		return 0, err
@@ -157,12 +206,37 @@ func (p *Processor) runUnrecorded(ctx context.Context, msg *txconsume.Message) (
 // run calls the handler and turns a panic into a *txconsume.PanicError, so one bad message cannot
 // crash the consumer and its record is released like any failed attempt's.
 func (p *Processor) run(ctx context.Context, msg *txconsume.Message) (err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &txconsume.PanicError{Value: r, Stack: debug.Stack()}
+		}
+		if p.cfg.hooks.OnHandler != nil {
+			p.cfg.hooks.OnHandler(ctx, msg, err, time.Since(start))
+		}
+	}()
+	return p.h(ctx, msg)
+}
+
+// reportDiscard hands a discard's reason to the transport that called Process, which logs it in
+// its own line (package rmq), or else logs it here: either way one line per discard.
+func (p *Processor) reportDiscard(ctx context.Context, msg *txconsume.Message, key Key, reason error) {
+	if delivery.FromContext(ctx).Discarded(msg, reason) {
+		return
+	}
+	p.cfg.logger.WarnContext(ctx, "idem: message discarded", slog.String("group", p.group),
+		slog.String("topic", msg.Topic), slog.String("msg_id", msg.ID), slog.String("key", key.ID),
+		slog.Any("reason", reason))
+}
+
+// key calls the KeyFunc and turns a panic into a *txconsume.PanicError, as run does for the handler.
+func (p *Processor) key(msg *txconsume.Message) (_ string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &txconsume.PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	return p.h(ctx, msg)
+	return p.cfg.keyFunc(msg)
 }
 
 // minFinishTimeout bounds one attempt to record an outcome when the lease has (nearly) run out.

@@ -76,6 +76,23 @@ func NewRedisStore(client redis.Scripter, prefix string) *RedisStore {
 	return &RedisStore{client: client, prefix: prefix}
 }
 
+// Check implements Checker: Redis answers (PING, or a trivial script when the client given to
+// NewRedisStore has no Ping).
+func (s *RedisStore) Check(ctx context.Context) error {
+	var err error
+	if p, ok := s.client.(interface {
+		Ping(context.Context) *redis.StatusCmd
+	}); ok {
+		err = p.Ping(ctx).Err()
+	} else {
+		err = s.client.Eval(ctx, "return 1", nil).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("idem: Redis store unreachable: %w", err)
+	}
+	return nil
+}
+
 var redisEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 func (s *RedisStore) redisKey(k Key) string {

@@ -78,3 +78,9 @@ type Store interface {
 	// It returns ErrNotOwner if the record is not a PROCESSING record held by owner.
 	Release(ctx context.Context, key Key, owner string) error
 }
+
+// Checker is implemented by stores that can tell whether they are usable (reachable, schema
+// migrated). Processor.Check calls it; both stores of this package implement it.
+type Checker interface {
+	Check(ctx context.Context) error
+}

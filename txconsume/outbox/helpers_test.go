@@ -23,7 +23,7 @@ import (
 // The RocketMQ client leaves goroutines of its own behind after Shutdown; every relay a test
 // starts must have returned by the end.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
 
 // newDB returns a pool on a fresh database with txconsume's schema, and its DSN.

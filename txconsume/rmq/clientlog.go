@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apache/rocketmq-client-go/v2/rlog"
@@ -16,11 +17,61 @@ import (
 // and every failed delivery to stderr at info level. Importing this package replaces it, once, in
 // init, before any client goroutine can read it: rlog.SetLogger is an unsynchronised assignment, so
 // replacing it later would race with running clients. What the replacement does is held in atomics
-// and can change at any time through SetClientLogger and SetClientLogLevel.
+// and a registry of running Consumers, and can change at any time.
+//
+// Where a record goes: a record that names a consumer group (the client's "consumerGroup" field)
+// goes to the logger of the running Consumer of that group (its WithLogger); any other record
+// (name server and broker connections, which the Consumers of a process share) goes to the logger
+// given to SetClientLogger, or, when none was given, to the logger of the longest-running Consumer,
+// or to slog.Default() when no Consumer runs. So a process with one Consumer sees every client
+// record in that Consumer's log, and two Consumers with different loggers each see their own
+// group's records, the shared ones going to the first.
 
 var clientLog struct {
-	logger atomic.Pointer[slog.Logger] // nil: slog.Default() at the time of the call
+	logger atomic.Pointer[slog.Logger] // set by SetClientLogger; nil: see above
 	level  atomic.Int64                // slog.Level
+
+	mu        sync.Mutex
+	consumers []*Consumer // running, in start order
+}
+
+// registerClientLogger routes the client's records about c's group to c's logger.
+func registerClientLogger(c *Consumer) {
+	clientLog.mu.Lock()
+	defer clientLog.mu.Unlock()
+	clientLog.consumers = append(clientLog.consumers, c)
+}
+
+func unregisterClientLogger(c *Consumer) {
+	clientLog.mu.Lock()
+	defer clientLog.mu.Unlock()
+	for i, x := range clientLog.consumers {
+		if x == c {
+			clientLog.consumers = append(clientLog.consumers[:i], clientLog.consumers[i+1:]...)
+			return
+		}
+	}
+}
+
+// clientRecordLogger picks the logger of a client record that names group ("" for none).
+func clientRecordLogger(group string) *slog.Logger {
+	clientLog.mu.Lock()
+	defer clientLog.mu.Unlock()
+	if group != "" {
+		for _, c := range clientLog.consumers {
+			// The client prefixes the group with its namespace ("ns%group") when it has one.
+			if g := c.cfg.group; group == g || strings.HasSuffix(group, "%"+g) {
+				return c.log
+			}
+		}
+	}
+	if l := clientLog.logger.Load(); l != nil {
+		return l
+	}
+	if len(clientLog.consumers) > 0 {
+		return clientLog.consumers[0].log
+	}
+	return slog.Default()
 }
 
 func init() {
@@ -31,8 +82,10 @@ func init() {
 	rlog.SetLogger(clientLogger{})
 }
 
-// SetClientLogger routes the RocketMQ client's own logging (process-wide, all clients) to logger.
-// nil means slog.Default(). Default: slog.Default().
+// SetClientLogger sets the logger of the RocketMQ client's own records (process-wide, all
+// clients) that name no consumer group of a running Consumer; records naming one go to that
+// Consumer's logger. nil restores the default: the logger of the longest-running Consumer, or
+// slog.Default() when none runs.
 func SetClientLogger(logger *slog.Logger) {
 	clientLog.logger.Store(logger)
 }
@@ -70,10 +123,8 @@ func (clientLogger) log(level slog.Level, msg string, fields map[string]interfac
 	if msg == "" && len(fields) == 0 {
 		return
 	}
-	logger := clientLog.logger.Load()
-	if logger == nil {
-		logger = slog.Default()
-	}
+	group, _ := fields[rlog.LogKeyConsumerGroup].(string)
+	logger := clientRecordLogger(group)
 	ctx := context.Background()
 	if !logger.Enabled(ctx, level) {
 		return

@@ -4,18 +4,32 @@
 // or the status-mode processor of txconsume/idem):
 //
 //	p, err := txconsume.New(db, "billing", handler)
-//	c, err := rmq.NewConsumer(p,
-//		rmq.WithNameServers("127.0.0.1:9876"),
-//		rmq.WithGroup("billing"),
+//	c, err := rmq.NewConsumer(p, // the consumer group is the Processor's: "billing"
+//		rmq.WithNameServers("rocketmq-namesrv:9876"),
 //		rmq.WithSubscription("orders", "paid"),
 //		rmq.WithRetryDelayLevel(2), // a failed delivery comes back after 5s
 //	)
-//	err = c.Start()
+//	err = c.Start() // checks the schema, the name server and the topic first
 //	...
 //	err = c.Shutdown(ctx) // waits for in-flight transactions, then closes the client
 //
 // Listener and OrderlyListener are the same mapping as plain callbacks, for code that manages its own
 // rocketmq.PushConsumer.
+//
+// # Operating it
+//
+//   - Start refuses to start a consumer that could only fail: Check (also usable from a readiness
+//     probe) verifies the Processor (database reachable, schema migrated), that a name server
+//     answers, and that every topic is routed, and each error names its cause and its remedy.
+//   - Name servers may be given by host name (NewResolver does the same for the client's producers).
+//   - A message's last failed delivery is logged as given up, with the dead-letter topic, and
+//     WithOnDeadLetter is called; Admin.DeadLetters reads %DLQ%<group> without consuming it and
+//     ReplayMessage prepares a dead letter for its original topic, with its id kept, so that an
+//     applied message comes back as a Duplicate (the txconsume CLI's "dlq list" and "dlq replay").
+//   - Admin.CreateTopic creates topics (and a group's retry topic) on the brokers of a cluster
+//     (the CLI's "topic create").
+//   - Every log line names the group; a discard is one line with its reason; status mode's
+//     expected in-progress conflicts are debug lines.
 //
 // # What the client does, and what this package does about it
 //
@@ -37,5 +51,8 @@
 //     only every 30s, so the very first redelivery of a new group can wait that long. Creating the retry
 //     topic with the group avoids it.
 //   - The client logs through a process-wide logger (package rlog). Importing this package routes it to
-//     slog at error level and above; see SetClientLogger and SetClientLogLevel.
+//     slog at error level and above: records naming a group to that Consumer's logger, the others
+//     to SetClientLogger's or the longest-running Consumer's; see SetClientLogger and
+//     SetClientLogLevel.
+//   - The client's name server resolver accepts IP addresses only; Consumer resolves host names.
 package rmq

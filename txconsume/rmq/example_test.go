@@ -30,8 +30,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	c, err := rmq.NewConsumer(p,
-		rmq.WithNameServers("127.0.0.1:9876"),
-		rmq.WithGroup("billing"),
+		rmq.WithNameServers("127.0.0.1:9876"), // the group is the Processor's: "billing"
 		rmq.WithSubscription("orders", "paid"),
 		rmq.WithRetryDelayLevel(2),
 		rmq.WithMaxReconsumeTimes(8),

@@ -2,6 +2,7 @@ package rmq
 
 import (
 	"strings"
+	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
@@ -21,7 +22,9 @@ import (
 // Topic is the original topic also for redeliveries from %RETRY%<group> (the client restores it
 // before the listener runs). Keys are the space-separated KEYS split into a slice. Properties hold
 // the user properties only: the client's and broker's reserved properties (KEYS, TAGS, UNIQ_KEY,
-// DELAY, RETRY_TOPIC, ...) are left out. Body is not copied. A nil m gives nil.
+// DELAY, RETRY_TOPIC, ...) are left out; the W3C trace context a producer's instrumentation
+// writes ("traceparent", "tracestate") is a user property and stays. BornAt is the producer's
+// born timestamp. Body is not copied. A nil m gives nil.
 func FromMessageExt(m *primitive.MessageExt) *txconsume.Message {
 	if m == nil {
 		return nil
@@ -41,6 +44,9 @@ func FromMessageExt(m *primitive.MessageExt) *txconsume.Message {
 		Keys:           strings.Fields(props[primitive.PropertyKeys]),
 		Body:           m.Body,
 		ReconsumeTimes: m.ReconsumeTimes,
+	}
+	if m.BornTimestamp > 0 {
+		msg.BornAt = time.UnixMilli(m.BornTimestamp)
 	}
 	for k, v := range props {
 		if rocketprop.Reserved(k) {

@@ -1,6 +1,7 @@
 package rmq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,13 +24,19 @@ type ListenerOption interface {
 }
 
 type listenerConfig struct {
-	retryDelayLevel int
-	suspend         time.Duration
-	logger          *slog.Logger
+	retryDelayLevel   int
+	suspend           time.Duration
+	logger            *slog.Logger
+	maxReconsumeTimes int32
+	onDeadLetter      func(context.Context, DeadLetter)
+
+	// Set by the constructors, not by options.
+	group   string // "" until known: then taken from the Processor or the client's callback context
+	orderly bool
 }
 
 func defaultListenerConfig() listenerConfig {
-	return listenerConfig{suspend: time.Second, logger: slog.Default()}
+	return listenerConfig{suspend: time.Second, logger: slog.Default(), maxReconsumeTimes: -1}
 }
 
 func (l *listenerConfig) validate() error {
@@ -42,6 +49,9 @@ func (l *listenerConfig) validate() error {
 	if l.logger == nil {
 		return errors.New("rmq: nil logger")
 	}
+	if l.maxReconsumeTimes < -1 {
+		return fmt.Errorf("rmq: max reconsume times %d must be -1 (client default) or more", l.maxReconsumeTimes)
+	}
 	return nil
 }
 
@@ -51,37 +61,32 @@ type subscription struct {
 }
 
 type consumerConfig struct {
-	listener          listenerConfig
-	nameServers       []string
-	group             string
-	subs              []subscription
-	orderly           bool
-	batchMaxSize      int
-	goroutines        int
-	maxReconsumeTimes int32
-	credentials       primitive.Credentials
-	instanceName      string
-	fromWhere         consumer.ConsumeFromWhere
-	clientOptions     []consumer.Option
+	listener      listenerConfig
+	nameServers   []string
+	group         string
+	subs          []subscription
+	orderly       bool
+	batchMaxSize  int
+	goroutines    int
+	credentials   primitive.Credentials
+	instanceName  string
+	fromWhere     consumer.ConsumeFromWhere
+	clientOptions []consumer.Option
 }
 
 func defaultConsumerConfig() consumerConfig {
 	return consumerConfig{
-		listener:          defaultListenerConfig(),
-		batchMaxSize:      1,
-		goroutines:        20,
-		maxReconsumeTimes: -1,
-		fromWhere:         consumer.ConsumeFromLastOffset,
+		listener:     defaultListenerConfig(),
+		batchMaxSize: 1,
+		goroutines:   20,
+		fromWhere:    consumer.ConsumeFromLastOffset,
 	}
 }
 
 func (c *consumerConfig) validate() error {
 	var errs []error
-	if len(c.nameServers) == 0 {
-		errs = append(errs, errors.New("rmq: no name server (WithNameServers)"))
-	}
-	if c.group == "" {
-		errs = append(errs, errors.New("rmq: no consumer group (WithGroup)"))
+	if err := checkAddrs(c.nameServers); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.subs) == 0 {
 		errs = append(errs, errors.New("rmq: no topic (WithSubscription)"))
@@ -101,9 +106,6 @@ func (c *consumerConfig) validate() error {
 	}
 	if c.goroutines < 1 {
 		errs = append(errs, fmt.Errorf("rmq: goroutines %d must be at least 1", c.goroutines))
-	}
-	if c.maxReconsumeTimes < -1 {
-		errs = append(errs, fmt.Errorf("rmq: max reconsume times %d must be -1 (client default) or more", c.maxReconsumeTimes))
 	}
 	if err := c.listener.validate(); err != nil {
 		errs = append(errs, err)
@@ -136,20 +138,28 @@ func WithSuspendTime(d time.Duration) ListenerOption {
 	return listenerOptionFunc(func(l *listenerConfig) { l.suspend = d })
 }
 
-// WithLogger sets the logger for failed deliveries, discarded messages and the consumer's life cycle.
-// It does not affect the RocketMQ client's own logging, which is process-wide (see SetClientLogger).
-// Default: slog.Default().
+// WithLogger sets the logger for failed deliveries, discarded and dead-lettered messages and the
+// consumer's life cycle; every line carries the group. A Consumer also receives the RocketMQ
+// client's own records that name its group, and those that name none while it is the
+// longest-running Consumer of the process and SetClientLogger was not called (see
+// SetClientLogger). Default: slog.Default().
 func WithLogger(logger *slog.Logger) ListenerOption {
 	return listenerOptionFunc(func(l *listenerConfig) { l.logger = logger })
 }
 
-// WithNameServers sets the name server addresses (host:port). Required.
+// WithNameServers sets the name server addresses, host:port each. Host names (a Kubernetes
+// service name, say) are resolved when the consumer starts and again whenever the client
+// refreshes its name server list (every 2 minutes), so a changed address is followed; the
+// client itself accepts only IP addresses. Required.
 func WithNameServers(addrs ...string) Option {
 	return optionFunc(func(c *consumerConfig) { c.nameServers = append([]string(nil), addrs...) })
 }
 
-// WithGroup sets the consumer group. Deduplication records are kept per group, so use the same
-// name for txconsume.New. Required.
+// WithGroup sets the consumer group. Deduplication records are kept per group, so the broker's
+// group and the Processor's must be one: when the Processor knows its group (a
+// *txconsume.Processor or *idem.Processor has a Group method), NewConsumer takes it from there
+// and WithGroup may be left out; a WithGroup that differs from it is an error. Required only for
+// Processors that do not know their group.
 func WithGroup(group string) Option {
 	return optionFunc(func(c *consumerConfig) { c.group = group })
 }
@@ -193,11 +203,14 @@ func WithGoroutines(n int) Option {
 	return optionFunc(func(c *consumerConfig) { c.goroutines = n })
 }
 
-// WithMaxReconsumeTimes sets how many times a failing message is redelivered before the broker moves
-// it to the dead-letter topic %DLQ%<group>. Default: -1, the client's default: 16 in concurrent mode,
-// unlimited in orderly mode.
-func WithMaxReconsumeTimes(n int32) Option {
-	return optionFunc(func(c *consumerConfig) { c.maxReconsumeTimes = n })
+// WithMaxReconsumeTimes sets how many times a failing message is redelivered before it is moved to
+// the dead-letter topic %DLQ%<group> (DeadLetterTopic). Default: -1, the client's default: 16 in
+// concurrent mode, unlimited in orderly mode. With a Consumer it configures the client; given to
+// Listener or OrderlyListener it must repeat the value the client was configured with
+// (consumer.WithMaxReconsumeTimes), so that the listener recognises a message's last attempt and
+// reports it as given up (WithOnDeadLetter) instead of "redelivering".
+func WithMaxReconsumeTimes(n int32) ListenerOption {
+	return listenerOptionFunc(func(l *listenerConfig) { l.maxReconsumeTimes = n })
 }
 
 // WithCredentials sets the ACL access key and secret key. Consumers and producers of one process that

@@ -18,3 +18,18 @@ type Processor interface {
 type BatchProcessor interface {
 	ProcessBatch(ctx context.Context, msgs []*txconsume.Message) ([]txconsume.Result, error)
 }
+
+// processorGroup returns the consumer group p deduplicates for, when it says (a Group method,
+// as *txconsume.Processor and *idem.Processor have), or "".
+func processorGroup(p Processor) string {
+	if g, ok := p.(interface{ Group() string }); ok {
+		return g.Group()
+	}
+	return ""
+}
+
+// checker is a Processor that can tell whether it is able to work (database reachable, schema
+// migrated); *txconsume.Processor and *idem.Processor are.
+type checker interface {
+	Check(ctx context.Context) error
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ import (
 // (TestRMQShutdownIdleWithEndedContext) it also leaves its statistics loops, pulls still in their
 // long poll and connection readers behind. They are the client's, not this package's.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
 
 // stub is a Processor whose outcome per message id is set by the test; it records the calls.
@@ -169,6 +170,17 @@ func TestRMQListener(t *testing.T) {
 		_, _ = l(ctx, ext("a"))
 		require.Equal(t, 4, cc.DelayLevelWhenNextConsume) // 30s
 	})
+	t.Run("an unknown commit outcome is redelivered and logged as such", func(t *testing.T) {
+		var logs bytes.Buffer
+		unknown := fmt.Errorf("txconsume: commit: %w: invalid connection", txconsume.ErrCommitUnknown)
+		l := rmq.Listener(&stub{errs: map[string]error{"a": unknown}}, rmq.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		ctx, _ := concurrentCtx()
+		res, err := l(ctx, ext("a"))
+		require.ErrorIs(t, err, txconsume.ErrCommitUnknown)
+		require.Equal(t, consumer.ConsumeRetryLater, res)
+		require.Contains(t, logs.String(), "commit outcome unknown, redelivering to settle it")
+		require.NotContains(t, logs.String(), "delivery failed")
+	})
 	t.Run("a panic is a failure", func(t *testing.T) {
 		l := rmq.Listener(&stub{panics: true}, quiet)
 		ctx, _ := concurrentCtx()
@@ -254,8 +266,13 @@ func TestRMQNewConsumer(t *testing.T) {
 	t.Run("required options", func(t *testing.T) {
 		_, err := rmq.NewConsumer(&stub{})
 		require.ErrorContains(t, err, "WithNameServers")
-		require.ErrorContains(t, err, "WithGroup")
 		require.ErrorContains(t, err, "WithSubscription")
+		_, err = rmq.NewConsumer(&stub{}, rmq.WithNameServers("127.0.0.1:1"), rmq.WithSubscription("t", ""))
+		require.ErrorContains(t, err, "WithGroup", "a Processor that does not say its group needs WithGroup")
+		for _, bad := range []string{"127.0.0.1", "mq.example", ":9876", "mq.example:x", "mq.example:0"} {
+			_, err = rmq.NewConsumer(&stub{}, rmq.WithNameServers(bad), rmq.WithGroup("g"), rmq.WithSubscription("t", ""))
+			require.ErrorContains(t, err, "rmq: name server", bad)
+		}
 	})
 	valid := []rmq.Option{rmq.WithNameServers("127.0.0.1:1"), rmq.WithGroup("g"), rmq.WithSubscription("t", "")}
 	t.Run("ranges", func(t *testing.T) {

@@ -9,8 +9,9 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// Business errors. A message that fails with one of them will fail the same way every time, so
-// the consumer discards it instead of having it redelivered.
+// Business errors. A message that fails with ErrUnknownOrder or ErrAmountMismatch will fail the
+// same way every time (IsPermanent), so the consumer discards it. ErrOutOfStock is temporary:
+// the order is paid, and stock can come in; the consumer tries the payment again later.
 var (
 	ErrUnknownOrder   = errors.New("order: unknown order")
 	ErrAmountMismatch = errors.New("order: paid amount differs from the order's amount")
@@ -65,7 +66,8 @@ func PayTx(ctx context.Context, tx *sqlx.Tx, e PaidEvent, msgID string) error {
 	return nil
 }
 
-// IsPermanent reports whether err is a business error that redelivery cannot fix.
+// IsPermanent reports whether err is a business error that redelivery cannot fix. Running out
+// of stock is not one.
 func IsPermanent(err error) bool {
-	return errors.Is(err, ErrUnknownOrder) || errors.Is(err, ErrAmountMismatch) || errors.Is(err, ErrOutOfStock)
+	return errors.Is(err, ErrUnknownOrder) || errors.Is(err, ErrAmountMismatch)
 }

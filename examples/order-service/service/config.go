@@ -37,6 +37,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StatsInterval is how often the service logs its counters. Default 10s; negative: never.
 	StatsInterval time.Duration
+	// MetricsAddr is where the service serves /metrics (its txconsume metrics, in the Prometheus
+	// text format through the OpenTelemetry Prometheus exporter) and /readyz (the consumer's
+	// Check). Default "": no server.
+	MetricsAddr string
 	// FromFirstOffset makes a group that has no stored offset yet start at the beginning of
 	// each queue instead of at its end. Default false (the client's default: a new group skips
 	// what was published before it first joined). Turn it on when a new group must see

@@ -22,7 +22,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The RocketMQ client, linked in through rmq, starts a cache janitor at init.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
+	goleak.VerifyTestMain(testenv.M(m), goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run"))
 }
 
 const orders = 20
@@ -123,6 +123,27 @@ func TestProcessor(t *testing.T) {
 			require.Equal(t, 1, applied, "ORD-%02d: %v", i+1, rs)
 		}
 		require.Equal(t, totals{Paid: concurrentOrders, Ledger: concurrentOrders, Stock: 100 - concurrentOrders}, readTotals(t, db))
+	})
+
+	t.Run("a paid order without stock is retried later, never discarded", func(t *testing.T) {
+		// No stock is a temporary condition (a delivery of goods is on its way): the payment
+		// must be applied once the stock is there, not dropped.
+		db, p := setup(t)
+		require.NoError(t, order.SetStock(ctx, db, "SKU-A", 0))
+		m := paidMessage(t, "id-s", "ORD-05")
+		r, err := p.Process(ctx, m)
+		require.ErrorIs(t, err, order.ErrOutOfStock)
+		require.Zero(t, r)
+		d, ok := txconsume.RetryDelay(err)
+		require.True(t, ok, "the delivery asks to be redelivered later: %v", err)
+		require.Equal(t, service.OutOfStockRetry, d)
+		require.Equal(t, totals{}, readTotals(t, db), "nothing written, nothing recorded")
+
+		require.NoError(t, order.SetStock(ctx, db, "SKU-A", 1))
+		r, err = p.Process(ctx, m)
+		require.NoError(t, err)
+		require.Equal(t, txconsume.Applied, r)
+		require.Equal(t, totals{Paid: 1, Ledger: 1, Stock: 0}, readTotals(t, db))
 	})
 
 	t.Run("poison messages are discarded and stay discarded", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 // The demo reads those records to count deliveries and suppressed duplicates.
 type Stats struct {
 	log                                   *slog.Logger
+	libLog                                *slog.Logger // for the processor, whose lines name the group; nil: log
 	applied, duplicate, discarded, failed atomic.Int64
 }
 
@@ -91,4 +92,12 @@ func (s *Stats) logEvery(ctx context.Context, interval time.Duration) {
 			s.LogTotals("stats")
 		}
 	}
+}
+
+// processorLog is the logger for the processor.
+func (s *Stats) processorLog() *slog.Logger {
+	if s.libLog != nil {
+		return s.libLog
+	}
+	return s.log
 }

@@ -48,4 +48,5 @@ type Effects interface {
 func Run(t *testing.T, setup func(t *testing.T) Backend) {
 	t.Run("Store", func(t *testing.T) { runStore(t, setup) })
 	t.Run("Processor", func(t *testing.T) { runProcessor(t, setup) })
+	t.Run("Observability", func(t *testing.T) { runObservability(t, setup) })
 }

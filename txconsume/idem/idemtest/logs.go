@@ -37,3 +37,16 @@ func (s *logSink) count(level slog.Level) int {
 	}
 	return n
 }
+
+// messagesAt returns the messages of the records logged at level or above.
+func (s *logSink) messagesAt(level slog.Level) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, r := range s.records {
+		if r.Level >= level {
+			out = append(out, r.Message)
+		}
+	}
+	return out
+}

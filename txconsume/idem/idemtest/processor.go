@@ -279,6 +279,43 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		require.Equal(t, txconsume.Applied, res)
 	})
 
+	t.Run("LateAttemptLogsWhatIsKnown", func(t *testing.T) {
+		// An attempt outlives its TTL and nobody takes the key meanwhile. The store may keep its
+		// record (MySQL: still the owner's to mark) or drop it (Redis expires it). If the attempt
+		// cannot mark it, its log line must say that the TTL passed, and must not claim that
+		// another attempt took the key over: nothing here did.
+		r := newRig(t, setup)
+		started, release := make(chan struct{}), make(chan struct{})
+		p := r.processor(func(hctx context.Context, msg *txconsume.Message) error {
+			close(started)
+			<-release // ignores its context
+			return r.effect(ctx, msg)
+		}, idem.WithProcessingTTL(shortTTL))
+		done := make(chan error, 1)
+		go func() {
+			_, err := p.Process(ctx, message(msgID))
+			done <- err
+		}()
+		waitClosed(t, started, "the handler")
+		time.Sleep(3 * shortTTL) // let the record's TTL pass: the condition under test is time itself
+		close(release)
+		require.NoError(t, <-done, "the effect happened: acknowledged")
+
+		logged := r.logs.messagesAt(slog.LevelError)
+		for _, m := range logged {
+			require.NotContains(t, m, "was taken over", "no other attempt ran")
+		}
+		if len(logged) == 0 {
+			// The store kept the record: the key is consumed.
+			res, err := r.processor(r.effect).Process(ctx, message(msgID))
+			require.NoError(t, err)
+			require.Equal(t, txconsume.Duplicate, res)
+		} else {
+			require.Contains(t, logged[len(logged)-1], "outlived the processing TTL")
+		}
+		require.Equal(t, 1, r.effects())
+	})
+
 	t.Run("StaleOwnerCannotClobber", func(t *testing.T) {
 		r := newRig(t, setup)
 		aStarted, aRelease := make(chan struct{}), make(chan struct{})
@@ -471,6 +508,20 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 		_, err = p.Process(ctx, &txconsume.Message{ID: "id-3", Topic: "orders"})
 		require.ErrorIs(t, err, txconsume.ErrEmptyKey)
 		require.EqualValues(t, 1, r.calls.Load())
+	})
+
+	t.Run("PanickingKeyFuncIsAPanicError", func(t *testing.T) {
+		r := newRig(t, setup)
+		p := r.processor(r.effect, idem.WithKeyFunc(func(*txconsume.Message) (string, error) {
+			panic("key bug")
+		}))
+		res, err := p.Process(ctx, message(msgID))
+		var pe *txconsume.PanicError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, "key bug", pe.Value)
+		require.NotEmpty(t, pe.Stack)
+		require.Zero(t, res)
+		require.Zero(t, r.calls.Load())
 	})
 
 	t.Run("CancelledContextReleasesRecord", func(t *testing.T) {

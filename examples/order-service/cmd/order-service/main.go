@@ -18,6 +18,7 @@
 //	-consume-from      ORDER_SERVICE_CONSUME_FROM   where a new group starts: last (default) or first
 //	-log-level         ORDER_SERVICE_LOG_LEVEL      debug, info (default), warn, error
 //	-log-format        ORDER_SERVICE_LOG_FORMAT     text (default) or json
+//	-metrics-addr      ORDER_SERVICE_METRICS_ADDR   serve /metrics and /readyz there, e.g. :9464 (default: off)
 //
 // The service applies its migrations at start, and shuts down gracefully on SIGTERM or SIGINT:
 // it stops taking deliveries and lets the transactions in flight finish first. At debug level it
@@ -60,6 +61,7 @@ func run() error {
 		from       = fs.String("consume-from", envOr("ORDER_SERVICE_CONSUME_FROM", "last"), "where a group without a stored offset starts: last or first")
 		level      = fs.String("log-level", envOr("ORDER_SERVICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 		format     = fs.String("log-format", envOr("ORDER_SERVICE_LOG_FORMAT", "text"), "text or json")
+		metrics    = fs.String("metrics-addr", os.Getenv("ORDER_SERVICE_METRICS_ADDR"), "serve /metrics (Prometheus) and /readyz at this address, e.g. :9464")
 	)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -88,6 +90,7 @@ func run() error {
 		Goroutines:      *goroutines,
 		ShutdownTimeout: *shutdown,
 		FromFirstOffset: *from == "first",
+		MetricsAddr:     *metrics,
 	}, log)
 }
 

@@ -13,5 +13,5 @@ import (
 // background loops sleep 10s before they first look at the shutdown signal, and the readers of
 // its connections only stop when the peer closes them.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.IgnoreRocketMQClient()...)
+	goleak.VerifyTestMain(testenv.M(m), testenv.IgnoreRocketMQClient()...)
 }
