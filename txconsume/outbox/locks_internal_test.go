@@ -134,3 +134,64 @@ func TestRoundsNeverWait(t *testing.T) {
 	require.NoError(t, db.Get(&marked, "SELECT COUNT(*) FROM "+Table+" WHERE sent_at IS NOT NULL"))
 	require.Equal(t, 400, marked)
 }
+
+// TestCleanupLoop: the cleanup that Run starts beside its rounds deletes exactly the rows marked
+// sent, whatever their ids. Pending rows with ids below, between and above the sent ones stay,
+// and so do the rows of an Enqueue whose transaction is still open (it took the lowest id and
+// commits last, as AUTO_INCREMENT allows); that transaction, whose session waits at most one
+// second for a lock, goes on enqueuing and commits while the cleanup runs. A cleanup that
+// deleted ranges of ids, or the rows "up to the last one sent", fails this test, and so does one
+// that held locks Enqueue waits for.
+func TestCleanupLoop(t *testing.T) {
+	ctx := context.Background()
+	db, open := migratedDB(t)
+	enqueuer := open(map[string]string{"innodb_lock_wait_timeout": "1"})
+	openTx, err := enqueuer.BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer openTx.Rollback()
+	require.NoError(t, Enqueue(ctx, openTx, Message{Topic: "orders", Body: []byte("open, first")}))
+
+	a := insertCommitted(t, db, "orders", 3)
+	b := insertCommitted(t, db, "orders", 3)
+	c := insertCommitted(t, db, "orders", 3)
+	d := insertCommitted(t, db, "orders", 3)
+	markSent := func(ids []uint64) {
+		q, args, err := sqlx.In("UPDATE "+Table+" SET sent_at = UTC_TIMESTAMP(6) WHERE id IN (?)", ids)
+		require.NoError(t, err)
+		_, err = db.Exec(q, args...)
+		require.NoError(t, err)
+	}
+	markSent(b)
+	markSent(d)
+	ids := func(where string) []uint64 {
+		var got []uint64
+		require.NoError(t, db.Select(&got, "SELECT id FROM "+Table+" WHERE "+where+" ORDER BY id DESC"))
+		return got
+	}
+
+	r := &Relay{db: db, cfg: defaultRelayConfig()}
+	cleanupCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.cleanupLoop(cleanupCtx)
+	}()
+	defer func() {
+		stop()
+		<-done
+	}()
+
+	waitFor(t, "the sent rows deleted", func() bool { return len(ids("sent_at IS NOT NULL")) == 0 })
+	require.NoError(t, Enqueue(ctx, openTx, Message{Topic: "orders", Body: []byte("open, second")}),
+		"Enqueue waited for the cleanup")
+	require.NoError(t, openTx.Commit())
+	opened := ids("body LIKE 'open, %'")
+	require.Len(t, opened, 2)
+	require.Less(t, opened[1], a[len(a)-1], "the open transaction's first row has the lowest id")
+	require.Equal(t, slices.Concat(opened[:1], c, a, opened[1:]), ids("1"), "every pending row stays")
+
+	// The loop goes on: rows marked later are deleted too, and still only they.
+	markSent(c)
+	waitFor(t, "the rows sent later deleted", func() bool { return len(ids("sent_at IS NOT NULL")) == 0 })
+	require.Equal(t, slices.Concat(opened[:1], a, opened[1:]), ids("1"))
+}

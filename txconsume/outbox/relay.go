@@ -613,10 +613,11 @@ func (r *Relay) maintain(ctx context.Context) {
 
 // cleanupLoop deletes the rows marked sent more than the retention ago (any marked row, without
 // a retention), in batches, every cleanupInterval and at once while batches come back full,
-// until ctx ends. It runs beside the rounds rather than in them: its DELETE may wait for rows
-// that other transactions hold (an uncommitted Enqueue's, when the server scans the table),
-// which must not hold up sending. Relays never wait for it: their UPDATE skips the rows it
-// deletes. Deleting once a second rather than after every round saves a commit per round.
+// until ctx ends. It runs beside the rounds rather than in them, so that a slow or failing
+// cleanup never holds up sending, and deleting once a second rather than after every round
+// saves a commit per round. It finds the rows it deletes by primary key (see deleteRows), so it
+// waits for no other transaction's rows; relays never wait for it either: their UPDATE skips
+// the rows it deletes.
 func (r *Relay) cleanupLoop(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -45,12 +46,22 @@ func deleteSentBatch(ctx context.Context, db *sqlx.DB, retention time.Duration, 
 }
 
 // deleteRows deletes the rows of ids.
+//
+// The ids are joined in from a JSON_TABLE, in that order (STRAIGHT_JOIN), so that each row is
+// found by primary key (eq_ref) whatever the table's size. "DELETE ... WHERE id IN (...)" is
+// not: on a small table MariaDB scans it instead (MySQL ranges over the ids), and a scanning
+// DELETE waits for every row it passes that another transaction holds, the rows of an Enqueue
+// whose transaction is still open among them; a long business transaction would stall the
+// cleanup, which holds the rows it has deleted meanwhile.
+const deleteRowsSQL = "DELETE o FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS d " +
+	"STRAIGHT_JOIN " + Table + " AS o ON o.id = d.id"
+
 func deleteRows(ctx context.Context, tx *sqlx.Tx, ids []uint64) (int64, error) {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, "DELETE FROM "+Table+" WHERE id IN ("+placeholders(len(ids))+")", args...)
+	res, err := tx.ExecContext(ctx, deleteRowsSQL, string(list))
 	if err != nil {
 		return 0, fmt.Errorf("outbox: delete sent rows past the retention: %w", err)
 	}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 func TestSkipLockedSupported(t *testing.T) {
@@ -203,4 +206,22 @@ func TestCandidatesQueryPlan(t *testing.T) {
 	require.Equal(t, "txconsume_outbox_pending", str("key"), "plan: %v", plan)
 	require.Contains(t, strings.Split(str("Extra"), "; "), "Using index", "index only; plan: %v", plan)
 	require.NotContains(t, str("Extra"), "filesort", "plan: %v", plan)
+}
+
+// The cleanup's DELETE finds each row by primary key, on a small table too, on MySQL and
+// MariaDB: it never scans past rows that other transactions hold.
+func TestDeleteRowsPlan(t *testing.T) {
+	db, _ := migratedDB(t)
+	ids := insertCommitted(t, db, "orders", 13)
+	_, err := db.Exec("ANALYZE TABLE " + Table)
+	require.NoError(t, err)
+	list, err := json.Marshal(ids[3:9])
+	require.NoError(t, err)
+	plan := testenv.Explain(t, db.DB, deleteRowsSQL, string(list))
+	testenv.RequirePrimaryKeyReads(t, plan, "o")
+	for _, r := range plan {
+		if r.Table == "o" {
+			require.Equal(t, "eq_ref", r.Type, "plan: %+v", plan)
+		}
+	}
 }
