@@ -13,29 +13,38 @@ import (
 )
 
 // TestShortDemo is `make demo` in small: 200 orders with duplicates of both kinds, one SIGKILL
-// of the service, the naive consumer alongside. It fails unless the txconsume service's database
-// shows every order paid exactly once, stock taken once per order and one ledger row per order.
+// of the order service (and its outbox relay) and one of the shipping service, the naive consumer
+// alongside. It fails unless the txconsume service's database shows every order paid exactly
+// once, stock taken once per order and one ledger row per order, its outbox one order-shipped
+// event per order, all relayed, and the shipping service's database one shipment per order.
 func TestShortDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service: not a -short test")
 	}
 	mq := testenv.NewRocketMQ(t)
 	cfg := demo.Config{
-		MySQLDSN:   testenv.MySQLDSN(t),
-		NaiveDSN:   testenv.MySQLDSN(t),
-		NameServer: mq.NameServer,
-		Topic:      mq.Topic,
-		Group:      mq.Group,
-		NaiveGroup: testenv.UniqueName(t, "naive"),
-		Orders:     200,
-		Kills:      1,
-		Timeout:    60 * time.Second,
-		LogDir:     t.TempDir(),
+		MySQLDSN:      testenv.MySQLDSN(t),
+		NaiveDSN:      testenv.MySQLDSN(t),
+		NameServer:    mq.NameServer,
+		Topic:         mq.Topic,
+		Group:         mq.Group,
+		NaiveGroup:    testenv.UniqueName(t, "naive"),
+		ShippingDSN:   testenv.MySQLDSN(t),
+		ShippedTopic:  mq.CreateTopic(t, testenv.UniqueName(t, "shipped"), 4),
+		ShippingGroup: testenv.UniqueName(t, "shipping"),
+		Orders:        200,
+		Kills:         1,
+		ShippingKills: 1,
+		Timeout:       60 * time.Second,
+		LogDir:        t.TempDir(),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var err error
-	cfg.ServiceBin, err = demo.BuildService(ctx, t.TempDir())
+	bins := t.TempDir()
+	cfg.ServiceBin, err = demo.BuildService(ctx, bins)
+	require.NoError(t, err)
+	cfg.ShippingBin, err = demo.BuildShippingService(ctx, bins)
 	require.NoError(t, err)
 	var progress bytes.Buffer
 	cfg.Progress = &progress
@@ -60,6 +69,46 @@ func TestShortDemo(t *testing.T) {
 	require.GreaterOrEqual(t, rep.Lib.Counts.Duplicate, rep.SameIDResends+rep.NewIDResends)
 	require.GreaterOrEqual(t, rep.Lib.Counts.Seen(), rep.Messages)
 	require.NoError(t, rep.Lib.ShutdownErr)
+
+	// The chain: one order-shipped event per order in the order service's outbox, all relayed,
+	// and one shipment per order in the shipping service's database, under its event's id,
+	// through a kill of each service. Counted here straight from the databases.
+	c := rep.Chain
+	require.NotNil(t, c)
+	require.Len(t, c.Kills, 1)
+	require.Equal(t, 200, c.Enqueued)
+	require.Equal(t, 200, c.ShippedOnce)
+	require.GreaterOrEqual(t, c.Relayed, c.Sent)
+	orders, ships := testenv.OpenMySQL(t, cfg.MySQLDSN), testenv.OpenMySQL(t, cfg.ShippingDSN)
+	var outboxed struct {
+		Events int `db:"events"`
+		Orders int `db:"orders"`
+		Sent   int `db:"sent"`
+	}
+	require.NoError(t, orders.Get(&outboxed, "SELECT COUNT(*) AS events, COUNT(DISTINCT msg_keys) AS orders, "+
+		"COALESCE(SUM(sent_at IS NOT NULL), 0) AS sent FROM txconsume_outbox"))
+	require.Equal(t, 200, outboxed.Events, "one event per order")
+	require.Equal(t, 200, outboxed.Orders)
+	require.Equal(t, 200, outboxed.Sent, "all relayed")
+	var shipped struct {
+		Rows   int `db:"shipment_rows"`
+		Orders int `db:"orders"`
+		ByID   int `db:"by_event_id"`
+	}
+	require.NoError(t, ships.Get(&shipped, "SELECT COUNT(*) AS shipment_rows, COUNT(DISTINCT order_no) AS orders, "+
+		"COUNT(DISTINCT msg_id) AS by_event_id FROM shipments"))
+	require.Equal(t, 200, shipped.Rows, "one shipment per order, none twice")
+	require.Equal(t, 200, shipped.Orders)
+	require.Equal(t, 200, shipped.ByID)
+	var ids []string
+	require.NoError(t, orders.Select(&ids, "SELECT msg_id FROM txconsume_outbox"))
+	for _, id := range ids {
+		var n int
+		require.NoError(t, ships.Get(&n, "SELECT COUNT(*) FROM shipments WHERE msg_id = ?", id))
+		require.Equal(t, 1, n, "event %s shipped once", id)
+	}
+	require.Equal(t, 200, c.Shipping.DedupRows)
+	require.NoError(t, c.Shipping.ShutdownErr)
 
 	// The naive consumer is measured, not judged: how many orders it paid twice depends on
 	// timing. It never loses a payment, though.

@@ -12,6 +12,7 @@ type tally struct {
 	mu         sync.Mutex
 	byResult   map[string]int
 	seenByID   map[string]int // successful results per UNIQ_KEY
+	relayed    int            // messages the service's outbox relay sent, copies included
 	first      time.Time
 	last       time.Time
 	lastErrMsg string
@@ -44,9 +45,17 @@ func (t *tally) add(result, msgID, errMsg string, at time.Time) {
 	t.last = at
 }
 
+// addRelayed counts n messages that the service's outbox relay reported sent.
+func (t *tally) addRelayed(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.relayed += n
+}
+
 // counts is a snapshot of a tally.
 type counts struct {
 	Applied, Duplicate, Discarded, Errors int
+	Relayed                               int // messages the outbox relay sent, copies included
 	First, Last                           time.Time
 	LastError                             string
 }
@@ -59,7 +68,7 @@ func (t *tally) snapshot() counts {
 	defer t.mu.Unlock()
 	return counts{
 		Applied: t.byResult[resultApplied], Duplicate: t.byResult[resultDuplicate],
-		Discarded: t.byResult[resultDiscarded], Errors: t.byResult[resultError],
+		Discarded: t.byResult[resultDiscarded], Errors: t.byResult[resultError], Relayed: t.relayed,
 		First: t.first, Last: t.last, LastError: t.lastErrMsg,
 	}
 }
