@@ -17,7 +17,7 @@ help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked in MySQL (MariaDB by default)
+demo: ## Run the order-service demo: duplicates, SIGKILLs, exactly-once through the outbox checked in MySQL (MariaDB by default)
 	$(FIRST_SERVER) $(SERVICES) up
 	$(FIRST_SERVER) && $(WITH_SERVICES) go run ./examples/order-service/cmd/demo
 
