@@ -132,10 +132,10 @@ func chainOutcome(ctx context.Context, lib, ship *consumerRun, shipping Outcome,
 		}
 	}
 	for _, o := range pl.orders {
-		switch n := shipments[o.OrderNo]; {
-		case n == 0:
+		switch shipments[o.OrderNo] {
+		case 0:
 			c.Lost++
-		case n == 1:
+		case 1:
 			c.ShippedOnce++
 		default:
 			c.ShippedTwice++
