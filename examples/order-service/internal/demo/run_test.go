@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/examples/order-service/internal/demo"
@@ -80,26 +81,16 @@ func TestShortDemo(t *testing.T) {
 	require.Equal(t, 200, c.ShippedOnce)
 	require.GreaterOrEqual(t, c.Relayed, c.Sent)
 	orders, ships := testenv.OpenMySQL(t, cfg.MySQLDSN), testenv.OpenMySQL(t, cfg.ShippingDSN)
-	var outboxed struct {
-		Events int `db:"events"`
-		Orders int `db:"orders"`
-		Sent   int `db:"sent"`
+	count := func(db *sqlx.DB, query string) int {
+		var n int
+		require.NoError(t, db.Get(&n, query))
+		return n
 	}
-	require.NoError(t, orders.Get(&outboxed, "SELECT COUNT(*) AS events, COUNT(DISTINCT msg_keys) AS orders, "+
-		"COALESCE(SUM(sent_at IS NOT NULL), 0) AS sent FROM txconsume_outbox"))
-	require.Equal(t, 200, outboxed.Events, "one event per order")
-	require.Equal(t, 200, outboxed.Orders)
-	require.Equal(t, 200, outboxed.Sent, "all relayed")
-	var shipped struct {
-		Rows   int `db:"shipment_rows"`
-		Orders int `db:"orders"`
-		ByID   int `db:"by_event_id"`
-	}
-	require.NoError(t, ships.Get(&shipped, "SELECT COUNT(*) AS shipment_rows, COUNT(DISTINCT order_no) AS orders, "+
-		"COUNT(DISTINCT msg_id) AS by_event_id FROM shipments"))
-	require.Equal(t, 200, shipped.Rows, "one shipment per order, none twice")
-	require.Equal(t, 200, shipped.Orders)
-	require.Equal(t, 200, shipped.ByID)
+	require.Equal(t, 200, count(orders, "SELECT COUNT(*) FROM txconsume_outbox"), "one event per order")
+	require.Equal(t, 200, count(orders, "SELECT COUNT(DISTINCT msg_keys) FROM txconsume_outbox"))
+	require.Equal(t, 200, count(orders, "SELECT COUNT(*) FROM txconsume_outbox WHERE sent_at IS NOT NULL"), "all relayed")
+	require.Equal(t, 200, count(ships, "SELECT COUNT(*) FROM shipments"), "one shipment per order, none twice")
+	require.Equal(t, 200, count(ships, "SELECT COUNT(DISTINCT order_no) FROM shipments"))
 	var ids []string
 	require.NoError(t, orders.Select(&ids, "SELECT msg_id FROM txconsume_outbox"))
 	for _, id := range ids {
