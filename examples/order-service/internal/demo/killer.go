@@ -7,7 +7,9 @@ import (
 )
 
 // killer SIGKILLs a service each time another 1/(n+1) of the total is applied (as the service
-// reports), and starts it again at once.
+// reports), and starts it again at once. A service that runs an outbox relay is killed right
+// after the relay reported a send (or 2s later without one): the relay then often still has
+// the round open, its rows sent but not yet marked sent, and the next process sends them again.
 type killer struct {
 	err  chan error    // receives the error that stopped the killer
 	done chan struct{} // closed when the killer is done
@@ -31,6 +33,9 @@ func startKiller(ctx context.Context, svc *service, n, total int, prog *progress
 				case <-tick.C:
 				}
 			}
+			if svc.relays {
+				afterRelaySend(ctx, svc.tally)
+			}
 			applied := svc.tally.snapshot().Applied
 			if err := svc.kill(); err != nil {
 				k.err <- err
@@ -50,6 +55,19 @@ func startKiller(ctx context.Context, svc *service, n, total int, prog *progress
 		}
 	}()
 	return k
+}
+
+// afterRelaySend returns once the relay of t's service reports its next send, or after 2s.
+func afterRelaySend(ctx context.Context, t *tally) {
+	select {
+	case <-t.relaySent: // an earlier send: wait for the next one
+	default:
+	}
+	select {
+	case <-t.relaySent:
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
 }
 
 // list returns the kills done so far.

@@ -41,6 +41,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer lib.close()
 	lib.settled = pl.ordersPaid(lib.db)
+	lib.svc.relays = true
 	var naive *consumerRun
 	if cfg.NaiveDSN != "" {
 		if naive, err = openConsumer(ctx, &cfg, "naive", cfg.ServiceBin, cfg.NaiveDSN, cfg.NaiveGroup, cfg.Topic, pl.seed,

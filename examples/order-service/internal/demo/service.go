@@ -17,11 +17,12 @@ import (
 // service runs a service's binary as a child process, restarts it after a kill, and feeds
 // the "consumed" lines of its log into a tally. Every line is also appended to its log file.
 type service struct {
-	name  string
-	bin   string
-	args  []string
-	log   *os.File
-	tally *tally
+	name   string
+	bin    string
+	args   []string
+	log    *os.File
+	tally  *tally
+	relays bool // the service runs an outbox relay
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd

@@ -13,13 +13,14 @@ type tally struct {
 	byResult   map[string]int
 	seenByID   map[string]int // successful results per UNIQ_KEY
 	relayed    int            // messages the service's outbox relay sent, copies included
+	relaySent  chan struct{}  // receives (without blocking) after each send of the relay
 	first      time.Time
 	last       time.Time
 	lastErrMsg string
 }
 
 func newTally() *tally {
-	return &tally{byResult: make(map[string]int), seenByID: make(map[string]int)}
+	return &tally{byResult: make(map[string]int), seenByID: make(map[string]int), relaySent: make(chan struct{}, 1)}
 }
 
 // Results the service logs. "error" means the delivery failed and will be redelivered.
@@ -50,6 +51,10 @@ func (t *tally) addRelayed(n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.relayed += n
+	select {
+	case t.relaySent <- struct{}{}:
+	default:
+	}
 }
 
 // counts is a snapshot of a tally.
