@@ -78,8 +78,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// The relay starts before the consumer (which enqueues) and stops after it, so that what
-	// the last transactions enqueue is still published.
+	// The relay starts before the consumer (which enqueues) and stops after it, so that it is
+	// there for the last transactions' events; what it has not sent when it stops stays in the
+	// table for the next start.
 	relayFailed := make(<-chan error) // never ready without a relay
 	if cfg.ShippedTopic != "" {
 		r, err := startRelay(ctx, db, cfg, stats, libLog)
