@@ -209,8 +209,34 @@ func (c *chain) duplicatesOf(msgs []*primitive.Message) []*primitive.Message {
 // sendA sends every A message and then the duplicates.
 func (c *chain) sendA() {
 	msgs := c.aMessages()
-	c.e.sendParallel(msgs)
-	c.e.sendParallel(c.duplicatesOf(msgs))
+	c.sendAParallel(msgs)
+	c.sendAParallel(c.duplicatesOf(msgs))
+}
+
+// sendAParallel sends msgs from a few goroutines, each message until the broker takes it: a
+// broker under load answers a producer's first sends to a new topic with "route info not
+// found" now and then, and busy brokers refuse sends for a moment.
+func (c *chain) sendAParallel(msgs []*primitive.Message) {
+	c.t.Helper()
+	const workers = 8
+	deadline := time.Now().Add(3 * time.Minute)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(msgs); i += workers {
+				if err := c.sendUntilTaken(msgs[i], deadline); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(c.t, err)
+	}
 }
 
 // sendAWithRetries sends msgs one by one, each until the broker takes it (the broker may be down):
@@ -219,16 +245,24 @@ func (c *chain) sendAWithRetries(msgs []*primitive.Message) {
 	c.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for _, m := range msgs {
-		for {
-			res, err := c.e.prod.SendSync(context.Background(), m)
-			if err == nil && res.Status == primitive.SendOK {
-				break
-			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("the broker did not take A messages for 3 minutes: %v", err)
-			}
-			time.Sleep(200 * time.Millisecond)
+		require.NoError(c.t, c.sendUntilTaken(m, deadline))
+	}
+}
+
+// sendUntilTaken sends m until the broker stores it, or fails after deadline.
+func (c *chain) sendUntilTaken(m *primitive.Message, deadline time.Time) error {
+	for {
+		res, err := c.e.prod.SendSync(context.Background(), m)
+		if err == nil && res.Status == primitive.SendOK {
+			return nil
 		}
+		if err == nil {
+			err = fmt.Errorf("send status %v", res.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the broker did not take A messages for 3 minutes: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
