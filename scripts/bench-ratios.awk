@@ -4,14 +4,15 @@
 #   .../process-each    is the baseline of .../process-batch as well (batch vs one by one)
 #   .../plain-loop      is the baseline of .../relay (the outbox relay vs sending in a loop)
 # BenchmarkProtectionCost measures its variants interleaved and reports the ratios itself
-# (units "a/b"): those are printed as "a vs b", with both throughputs.
+# (units "a/b"): those are printed as "a vs b", with both throughputs. Units per operation (ns/op,
+# allocs/op) are not ratios.
 /^Benchmark/ {
   name = $1; sub(/-[0-9]+$/, "", name)
   for (i = 2; i < NF; i++) {
     unit = $(i + 1)
     if (unit == "msgs/s") { sum[name] += $i; n[name]++ }
     if (unit ~ /-msgs\/s$/) { v = unit; sub(/-msgs\/s$/, "", v); vsum[name, v] += $i }
-    if (unit ~ /^[a-z]+\/[a-z]+$/ && unit != "msgs/s") { rsum[name, unit] += $i; rn[name, unit]++; ratios[name, unit] = 1 }
+    if (unit ~ /^[a-z]+\/[a-z]+$/ && unit != "msgs/s" && unit !~ /\/op$/) { rsum[name, unit] += $i; rn[name, unit]++; ratios[name, unit] = 1 }
   }
 }
 END {

@@ -55,7 +55,7 @@ func benchEnv(b *testing.B) (*sqlx.DB, *testenv.RocketMQ, rocketmq.Producer) {
 	if testing.Short() {
 		b.Skip("-short: needs MySQL and RocketMQ")
 	}
-	dsn := testenv.MySQLDSN(b) + "?interpolateParams=true"
+	dsn := testenv.DSNWithParams(testenv.MySQLDSN(b), "interpolateParams=true")
 	db := testenv.OpenMySQL(b, dsn)
 	require.NoError(b, migrations.Up(context.Background(), db.DB))
 	mq := testenv.NewRocketMQ(b)
