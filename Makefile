@@ -22,11 +22,11 @@ demo: ## Run the order-service demo: duplicates, SIGKILLs, exactly-once through 
 	$(FIRST_SERVER) && $(WITH_SERVICES) go run ./examples/order-service/cmd/demo
 
 .PHONY: test
-test: services-up ## Start the services, then run every test with -race on MariaDB and again on Oracle MySQL
-	$(WITH_SERVICES) scripts/test-matrix.sh -race -count=1 -timeout 40m
+test: ## Start the services, run every test with -race on MariaDB and Oracle MySQL, then the Docker leg
+	scripts/test.sh -race -count=1 -timeout 40m
 
 .PHONY: test-docker
-test-docker: ## Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
+test-docker: ## Only the Docker leg: core, idem and integration tests through testcontainers, then docker-compose.yml + the demo
 	bash scripts/docker/test-docker.sh
 
 .PHONY: docker-images

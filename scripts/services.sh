@@ -23,10 +23,11 @@
 #   1. its TXCONSUME_* variable is already set (TXCONSUME_MARIADB_DSN, TXCONSUME_ORACLE_MYSQL_DSN,
 #      TXCONSUME_REDIS_ADDR, TXCONSUME_ROCKETMQ_NAMESRV): that service is used as it is;
 #   2. the compose path (docker-compose.yml starts mysql, rocketmq and redis), chosen by
-#      TXCONSUME_SERVICES: "docker" takes it (starting dockerd, building Compose v2 and local images
-#      as needed, see scripts/docker/); "native" (or TXCONSUME_NO_DOCKER=1) never does; unset or
-#      "auto" takes it only where apt-get is missing, a Docker engine answers, a Compose v2 command
-#      runs and the images are present or pullable, and otherwise says in one line why not;
+#      TXCONSUME_SERVICES: "docker" takes it (starting dockerd, installing Debian's docker-compose
+#      and building local images as needed, see scripts/docker/); "native" (or TXCONSUME_NO_DOCKER=1)
+#      never does; unset or "auto" takes it only where apt-get is missing, a Docker engine answers,
+#      a compose command runs (Compose v2, or docker-compose 1.27 or later) and the images are
+#      present or pullable, and otherwise says in one line why not;
 #   3. otherwise: MariaDB and Redis from Debian packages, Oracle MySQL from Debian sid's
 #      mysql-server-core run in a chroot (a sid root file system made with debootstrap, so the
 #      host's packages stay as they are), and the RocketMQ jars from Maven Central, installed when
@@ -58,6 +59,8 @@ DEFAULT_NAMESRV="127.0.0.1:${NAMESRV_PORT}"
 DEFAULT_REDIS="127.0.0.1:${REDIS_PORT}"
 
 log() { printf 'services: %s\n' "$*" >&2; }
+# shellcheck source=scripts/docker/lib.sh
+. "$ROOT/scripts/docker/lib.sh"
 
 # fail names the service that did not come up and shows the end of its log.
 fail() {
@@ -86,11 +89,7 @@ wait_for() {
 
 apt_install() {
   log "installing Debian packages: $*"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq "$@" >"$STATE/apt.log" 2>&1; then
-    apt-get update -qq >>"$STATE/apt.log" 2>&1 || true
-    apt-get install -y -qq "$@" >>"$STATE/apt.log" 2>&1 || fail "apt-get install $*" "$STATE/apt.log"
-  fi
+  debian_install "$STATE/apt.log" "$@" || fail "apt-get install $*" "$STATE/apt.log"
 }
 
 # docker_usable decides whether `up` takes the compose path (see the top of this file) and prepares
@@ -100,8 +99,6 @@ apt_install() {
 docker_usable() {
   local dry=${1:-} mode=${TXCONSUME_SERVICES:-auto}
   [ "${TXCONSUME_NO_DOCKER:-}" = 1 ] && mode=native
-  # shellcheck source=scripts/docker/lib.sh
-  . "$ROOT/scripts/docker/lib.sh"
   COMPOSE_FILES=(-f "$ROOT/docker-compose.yml")
   case $mode in
     native) return 1 ;;
@@ -377,10 +374,8 @@ rocketmq_lib() {
     command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
     command -v mvn >/dev/null 2>&1 || apt_install maven
     log "rocketmq: fetching namesrv, broker and tools $ROCKETMQ_VERSION from Maven Central"
-    mkdir -p "$lib"
-    mvn -q -B -f "$ROOT/scripts/rocketmq/pom.xml" -Drocketmq.version="$ROCKETMQ_VERSION" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" \
-      >"$STATE/rocketmq/mvn.log" 2>&1 || fail "maven fetch of RocketMQ jars" "$STATE/rocketmq/mvn.log"
+    rocketmq_fetch "$ROCKETMQ_VERSION" "$lib" "$STATE/rocketmq/mvn.log" ||
+      fail "maven fetch of RocketMQ jars" "$STATE/rocketmq/mvn.log"
     touch "$lib/.complete"
   fi
   printf '%s' "$lib"
@@ -459,11 +454,12 @@ compose_up() {
   log "docker: starting ${svcs[*]} from docker-compose.yml"
   # The stack publishes where `env` points: MySQL where the matrix has Oracle MySQL, the others on
   # their default ports, whatever TXCONSUME_COMPOSE_*_PORT say.
-  local compose=(env TXCONSUME_COMPOSE_MYSQL_PORT="$ORACLE_MYSQL_PORT" -u TXCONSUME_COMPOSE_REDIS_PORT
-    -u TXCONSUME_COMPOSE_NAMESRV_PORT -u TXCONSUME_COMPOSE_BROKER_PORT "${COMPOSE[@]}" "${COMPOSE_FILES[@]}")
-  if ! "${compose[@]}" up -d --wait "${svcs[@]}"; then
+  # The project is named here (docker-compose.yml has no `name`, which docker-compose 1.29 rejects).
+  local compose=(env -u TXCONSUME_COMPOSE_REDIS_PORT -u TXCONSUME_COMPOSE_NAMESRV_PORT -u TXCONSUME_COMPOSE_BROKER_PORT
+    TXCONSUME_COMPOSE_MYSQL_PORT="$ORACLE_MYSQL_PORT" "${COMPOSE[@]}" -p txconsume "${COMPOSE_FILES[@]}")
+  if ! { "${compose[@]}" up -d "${svcs[@]}" && COMPOSE_WAIT_SERVICES="${svcs[*]}" compose_wait "$READY_TIMEOUT" "${compose[@]}"; }; then
     "${compose[@]}" down -v >/dev/null 2>&1 || true
-    fail "compose up (${COMPOSE[*]} ${COMPOSE_FILES[*]})"
+    fail "compose up (${COMPOSE[*]} -p txconsume ${COMPOSE_FILES[*]})"
   fi
   printf '%s\n' "${compose[@]}" >"$STATE/compose-started"
   if [[ " ${svcs[*]} " == *" broker "* ]]; then

@@ -11,6 +11,8 @@
 #   TXCONSUME_MATRIX_PARALLEL   1 (default): the legs run at the same time (the tests mostly wait
 #                               on the servers and the broker, so even on 2 cores this is faster);
 #                               0: one after the other, for output that does not interleave
+#   TXCONSUME_LEG_RESULTS       a file to which each leg appends one line (leg, passed or FAILED,
+#                               seconds, packages), for make test's summary
 #
 # Each leg runs `go test` with TXCONSUME_MYSQL_DSN set to its server's DSN (the variable the tests
 # read) and TXCONSUME_EXPECT_SERVER set to its name, which makes the tests fail if the DSN leads to
@@ -109,8 +111,12 @@ for leg in "${LEGS[@]}"; do
   passed_pkgs=$((passed_pkgs + ok)) failed_pkgs=$((failed_pkgs + bad))
   if [ "$status" -eq 0 ]; then
     say "$leg leg passed: $ok packages in ${seconds}s"
+    [ -z "${TXCONSUME_LEG_RESULTS:-}" ] ||
+      printf 'matrix %s\tpassed\t%s\t%s packages\n' "$leg" "$seconds" "$ok" >>"$TXCONSUME_LEG_RESULTS"
   else
     say "$leg leg FAILED (go test exit $status): $bad packages failed, $ok passed, in ${seconds}s"
+    [ -z "${TXCONSUME_LEG_RESULTS:-}" ] ||
+      printf 'matrix %s\tFAILED\t%s\t%s packages failed, %s passed\n' "$leg" "$seconds" "$bad" "$ok" >>"$TXCONSUME_LEG_RESULTS"
     grep -E '^(--- FAIL|FAIL)' "$LOGS/$leg.log" | sed "s/^/[$leg] /" || true
     failed=1
   fi

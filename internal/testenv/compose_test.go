@@ -12,9 +12,10 @@ import (
 )
 
 // TestComposeFile validates docker-compose.yml and its local-image override against the Compose
-// specification, and checks what tests and scripts rely on: the services publish on loopback, on
-// the ports scripts/services.sh uses unless TXCONSUME_COMPOSE_*_PORT move them, the broker listens
-// on the port it is published on, and the override names the images build-images.sh makes.
+// specification, and checks what tests and scripts rely on: Debian's docker-compose 1.29 can read
+// them too, the services publish on loopback, on the ports scripts/services.sh uses unless
+// TXCONSUME_COMPOSE_*_PORT move them, the broker listens on the port it is published on, and the
+// override names the images build-images.sh makes.
 func TestComposeFile(t *testing.T) {
 	load := func(t *testing.T, env map[string]string, files ...string) *types.Project {
 		t.Helper()
@@ -51,6 +52,19 @@ func TestComposeFile(t *testing.T) {
 	servicesPort := func(t *testing.T, name string) string {
 		return script(t, "../../scripts/services.sh", `(?m)^`+name+`=(\d+)$`)
 	}
+
+	t.Run("docker-compose 1.29 knows every top-level key", func(t *testing.T) {
+		// 1.29 rejects keys of the specification it predates, `name` for one: the scripts give the
+		// project name with -p instead.
+		known := regexp.MustCompile(`^(version|services|networks|volumes|configs|secrets|x-.*)$`)
+		for _, file := range []string{"../../docker-compose.yml", "../../scripts/docker/compose.local.yml"} {
+			b, err := os.ReadFile(file)
+			require.NoError(t, err)
+			for _, m := range regexp.MustCompile(`(?m)^([^\s#][^:]*):`).FindAllSubmatch(b, -1) {
+				require.Regexp(t, known, string(m[1]), "%s: top-level key %q", file, m[1])
+			}
+		}
+	})
 
 	t.Run("by default it publishes the ports of scripts/services.sh", func(t *testing.T) {
 		project := load(t, nil, "../../docker-compose.yml")

@@ -230,6 +230,20 @@ func (t terminatingM) Run() int {
 	return code
 }
 
+// containerStartTimeout bounds how long a container may take to print its ready line. MySQL
+// initialises its data folder and the JVMs of namesrv and broker start slowly on a loaded
+// two-core machine: over a minute has been seen.
+const containerStartTimeout = 3 * time.Minute
+
+// readyLog waits up to containerStartTimeout for line in the container's log. It replaces
+// testcontainers.WithWaitStrategy (which the MySQL module uses too): that caps every wait at 60
+// seconds whatever the strategy's own timeout, and a namesrv that took longer under load failed
+// every RocketMQ test of its package.
+func readyLog(line string) testcontainers.CustomizeRequestOption {
+	return testcontainers.WithWaitStrategyAndDeadline(containerStartTimeout,
+		wait.ForLog(line).WithStartupTimeout(containerStartTimeout))
+}
+
 // loopbackPorts publishes the exposed ports on 127.0.0.1 only, on ports the engine picks.
 func loopbackPorts(ports ...string) testcontainers.CustomizeRequestOption {
 	return testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
@@ -260,11 +274,12 @@ func startMySQLContainer() (string, error) {
 	}
 	img := imageFor(EnvMySQLImage, DefaultMySQLImage)
 	ctx := context.Background()
-	// The module waits for the official image's "port: 3306  MySQL Community Server" line.
 	c, err := tcmysql.Run(ctx, img,
 		tcmysql.WithDatabase("txconsume"), tcmysql.WithUsername("root"), tcmysql.WithPassword("txconsume"),
 		// Tests run many pools at once; the server's default of 151 connections is too few.
 		testcontainers.WithCmd("mysqld", "--max-connections=1000"),
+		// The official image's ready line, as the module waits for it, but with a longer deadline.
+		readyLog("port: 3306  MySQL Community Server"),
 		testcontainers.WithLabels(ownerLabels()),
 		loopbackPorts("3306/tcp", "33060/tcp"))
 	if c != nil {
@@ -290,7 +305,7 @@ func startRedisContainer() (string, error) {
 		testcontainers.WithExposedPorts("6379/tcp"),
 		testcontainers.WithLabels(ownerLabels()),
 		loopbackPorts("6379/tcp"),
-		testcontainers.WithWaitStrategy(wait.ForLog("Ready to accept connections")))
+		readyLog("Ready to accept connections"))
 	if c != nil {
 		track(c)
 	}
@@ -327,7 +342,7 @@ func startRocketMQContainers() (namesrv, broker string, err error) {
 		testcontainers.WithLabels(ownerLabels()),
 		loopbackPorts("9876/tcp"),
 		network.WithNetwork([]string{"namesrv"}, nw),
-		testcontainers.WithWaitStrategy(wait.ForLog("The Name Server boot success").WithStartupTimeout(3*time.Minute)))
+		readyLog("The Name Server boot success"))
 	if ns != nil {
 		track(ns)
 	}
@@ -384,7 +399,7 @@ func startBroker(ctx context.Context, img string, nw *testcontainers.DockerNetwo
 			}
 		}),
 		network.WithNetwork([]string{"broker"}, nw),
-		testcontainers.WithWaitStrategy(wait.ForLog("boot success").WithStartupTimeout(3*time.Minute)))
+		readyLog("boot success"))
 	if c != nil {
 		track(c)
 	}

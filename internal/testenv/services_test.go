@@ -45,7 +45,7 @@ func TestServicesPlan(t *testing.T) {
 		apt       bool     // apt-get on PATH: a Debian machine
 		engine    bool     // docker info answers
 		composeV2 bool     // docker compose is Compose v2
-		compose1  bool     // a Debian docker-compose 1.29 on PATH
+		compose1  string   // the version of a docker-compose 1.x on PATH (Debian's is 1.29.2)
 		images    []string // images present
 		env       []string // TXCONSUME_SERVICES and friends
 	}
@@ -71,8 +71,8 @@ func TestServicesPlan(t *testing.T) {
 		if m.apt {
 			write("apt-get", "#!/bin/sh\nexit 0\n")
 		}
-		if m.compose1 {
-			write("docker-compose", "#!/bin/sh\necho 1.29.2\n")
+		if m.compose1 != "" {
+			write("docker-compose", "#!/bin/sh\necho "+m.compose1+"\n")
 		}
 		engine, compose := "down", "none"
 		if m.engine {
@@ -110,10 +110,16 @@ func TestServicesPlan(t *testing.T) {
 			logged: []string{"native services are the default", "TXCONSUME_SERVICES=docker"}},
 		{name: "a docker CLI without compose falls back to native services",
 			machine: machine{engine: true, images: official, env: mysqlOnly}, answer: "native",
-			logged: []string{"falling back to native services: no Compose v2"}},
-		{name: "docker-compose 1.29 is not taken for Compose v2",
-			machine: machine{engine: true, compose1: true, images: official, env: mysqlOnly}, answer: "native",
-			logged: []string{"falling back to native services", "docker-compose is 1.29.2"}},
+			logged: []string{"falling back to native services: no compose command", "docker-compose is not installed"}},
+		{name: "Debian's docker-compose 1.29 takes the compose path",
+			machine: machine{engine: true, compose1: "1.29.2", images: official, env: mysqlOnly}, answer: "docker",
+			logged: []string{"using docker-compose with"}},
+		{name: "a docker-compose older than 1.27 falls back to native services",
+			machine: machine{engine: true, compose1: "1.25.0", images: official, env: mysqlOnly}, answer: "native",
+			logged: []string{"falling back to native services", "docker-compose is 1.25.0 (1.27 or later"}},
+		{name: "Compose v2 is preferred to docker-compose 1.29",
+			machine: machine{engine: true, composeV2: true, compose1: "1.29.2", images: official, env: mysqlOnly},
+			answer:  "docker", logged: []string{"using docker compose with"}},
 		{name: "images neither present nor pullable fall back to native services",
 			machine: machine{engine: true, composeV2: true, env: mysqlOnly}, answer: "native",
 			logged: []string{"cannot be pulled", "no such host", "scripts/docker/build-images.sh"}},

@@ -62,9 +62,7 @@ build_base() {
   if current "$BASE_IMAGE" "$hash"; then log "$BASE_IMAGE is up to date"; return; fi
   command -v debootstrap >/dev/null 2>&1 || {
     log "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >"$WORK/apt.log" 2>&1 ||
-      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } >>"$WORK/apt.log" 2>&1 ||
-      fail "apt-get install debootstrap" "$WORK/apt.log"
+    debian_install "$WORK/apt.log" debootstrap || fail "apt-get install debootstrap" "$WORK/apt.log"
   }
   log "debootstrap --variant=minbase sid from $MIRROR"
   rm -rf "$rootfs"
@@ -87,14 +85,9 @@ build_base() {
 # rocketmq_jars copies the namesrv, broker and tools jars of ROCKETMQ_VERSION (as scripts/services.sh
 # runs them natively) into the build context given.
 rocketmq_jars() {
-  local lib=$1/lib
-  command -v mvn >/dev/null 2>&1 || {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >"$WORK/apt.log" 2>&1 || fail "apt-get install maven" "$WORK/apt.log"
-  }
+  command -v mvn >/dev/null 2>&1 || debian_install "$WORK/apt.log" maven || fail "apt-get install maven" "$WORK/apt.log"
   log "fetching RocketMQ $ROCKETMQ_VERSION jars from Maven Central"
-  mvn -q -B -f "$ROOT/scripts/rocketmq/pom.xml" -Drocketmq.version="$ROCKETMQ_VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" \
-    >"$WORK/mvn.log" 2>&1 || fail "maven fetch of RocketMQ jars" "$WORK/mvn.log"
+  rocketmq_fetch "$ROCKETMQ_VERSION" "$1/lib" "$WORK/mvn.log" || fail "maven fetch of RocketMQ jars" "$WORK/mvn.log"
 }
 
 build_image() {
@@ -118,6 +111,10 @@ build_image() {
 mkdir -p "$WORK"
 docker_engine_up || fail "no Docker engine"
 start=$SECONDS
+# The images are the machine's, not the checkout's: two builds at once (two clones, or make test
+# beside make docker-images) take turns, and the second finds the images up to date.
+exec 8>"${TMPDIR:-/tmp}/txconsume-images.lock"
+flock 8
 build_base
 build_image mysql "$LOCAL_MYSQL_IMAGE"
 build_image redis "$LOCAL_REDIS_IMAGE"
