@@ -21,7 +21,10 @@ func TestRMQPoisonMessageReachesDLQ(t *testing.T) {
 	// Created up front for the same reason as the retry topic: the DLQ reader must find its route.
 	dlq := e.mq.CreateTopic(t, dlqTopic(e.mq.Group), 1)
 
-	w := e.startWorker("consumer", workerSpec{Handler: "poison", MaxReconsume: maxReconsume}, e.stats)
+	// One message per delivery: with larger ones, the messages that share the poison message's
+	// delivery travel with it through the retries (the client acknowledges all or nothing) and
+	// reach the dead-letter topic too, as duplicates already applied.
+	w := e.startWorker("consumer", workerSpec{Handler: "poison", MaxReconsume: maxReconsume, BatchMax: 1}, e.stats)
 	// The DLQ reader is a consumer of its own group on the DLQ topic; it reports what it reads.
 	reader := e.startReader(dlq)
 

@@ -59,7 +59,9 @@ func TestRMQCrashWindow(t *testing.T) {
 			crashes++
 		}
 	}
-	w := e.startWorker("consumer", workerSpec{Crash: true}, e.stats)
+	// One message per delivery: the test counts each message's results, and a crash fails its
+	// whole delivery.
+	w := e.startWorker("consumer", workerSpec{Crash: true, BatchMax: 1}, e.stats)
 	e.sendParallel(msgs)
 	e.waitFor("every message and every redelivery", func() bool {
 		return e.stats.applied.Load()+e.stats.failed.Load() >= total && e.stats.duplicate.Load() >= int64(crashes)

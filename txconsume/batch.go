@@ -27,7 +27,7 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 //
 //   - the keys of the whole batch are claimed by one multi-row statement (one per 1000 keys),
 //     and one SELECT tells which of them this transaction claimed; the others were consumed
-//     before: Duplicate;
+//     before: Duplicate (a single key is claimed by a plain INSERT, as in Process);
 //   - messages sharing a key inside the batch collapse: the first one is handled, the later
 //     ones are Duplicate (or fail with it, if it fails);
 //   - the handlers run one after the other in that transaction, without savepoints. If all of
@@ -40,17 +40,30 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 //     failure runs the handlers up to the failing one a second time, which is one more reason
 //     why handlers must keep their effects inside the transaction.
 //
+// A deadlock or lock wait timeout splits the transaction instead of rerunning it whole: its
+// messages run again as two halves, each in a transaction of its own, and a half that loses a
+// lock conflict again is halved again, down to single messages, which are retried with backoff
+// up to WithMaxRetries times like Process. Batches whose messages update the same rows in
+// different orders (hot rows) thus end up in transactions small enough not to collide, and every
+// part commits (or fails) on its own, its keys with it. The Processor also remembers how large a
+// transaction last got through: the messages of later batches are cut into parts of that size,
+// which grows again by one message per part that commits and halves on each conflict, so that
+// contention costs few failed transactions and a batch under no contention stays one
+// transaction. A split calls Hooks.OnRetry with the part that lost, and a zero delay; it does not
+// count against WithMaxRetries, but WithMaxRetries(0) turns splitting off too.
+//
 // The returned slice has one Result per message, in order. If some messages failed, the error
-// is a *BatchError listing them, their results are zero, and all other results are committed.
-// Any other error (begin, claim, commit, context, or a lock conflict that outlived the retries)
-// fails the whole batch and the results are nil: redeliver all of it. Nothing was committed then,
-// except when the error wraps ErrCommitUnknown: the connection failed after COMMIT was sent, so
-// the batch may have been committed, and its redelivery finds those messages Duplicate. A deadlock or lock wait timeout anywhere
-// in the batch reruns the whole transaction, every handler included, up to WithMaxRetries times;
-// the rerun in the savepoint mode after a failure is not a retry: it neither counts against
-// WithMaxRetries nor calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the
-// outcome of the transaction that decided it, never for a discarded optimistic run. A handler
-// panic is logged by each run that hits it.
+// is a *BatchError listing them, their results are zero, and all other results are committed;
+// this includes the messages of a part that failed as a whole (a lock conflict that outlived the
+// retries, say) after another part had committed. Any other error (begin, claim, commit,
+// context, or a lock conflict that outlived the retries, before any part committed) fails the
+// whole batch and the results are nil: redeliver all of it. Nothing was committed then, except
+// when the error wraps ErrCommitUnknown: the connection failed after COMMIT was sent, so the
+// batch may have been committed, and its redelivery finds those messages Duplicate. The rerun in
+// the savepoint mode after a failure is not a retry: it neither counts against WithMaxRetries nor
+// calls Hooks.OnRetry. Hooks.OnResult is called once per message, with the outcome of the
+// transaction that decided it, never for a discarded optimistic run. A handler panic is logged
+// by each run that hits it.
 func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result, error) {
 	if p.isClosed() {
 		return nil, ErrClosed
@@ -60,20 +73,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, msgs []*Message) ([]Result
 	var results []Result
 	var err error
 	if b.pending() {
-		err = p.withRetries(ctx, msgs, func() error {
-			for {
-				err := p.batchAttempt(ctx, b)
-				if !errors.Is(err, errNeedSavepoints) {
-					return err
-				}
-				// Sticky for the rest of this call: a deadlock retry after the fallback goes
-				// straight to the savepoint mode rather than failing optimistically once more.
-				// Same attempt number: the fallback is not a lock conflict and uses no retry. It
-				// ends: every rerun in the savepoint mode leaves out one more message (one whose
-				// handler ended the transaction), or is the first in that mode.
-				b.savepoints = true
-			}
-		})
+		err = p.runParts(ctx, b)
 	}
 	if err != nil {
 		err = fmt.Errorf("txconsume: group %s batch of %d: %w", p.group, len(msgs), err)
@@ -110,10 +110,9 @@ type batch struct {
 	msgs  []*Message
 	ctxs  []context.Context // per message: what Hooks.OnStart returned, for its handler and hooks
 	items []batchItem
-	keys  []string // distinct stored keys to claim, sorted (dedup mode)
 
 	// savepoints makes every attempt run each handler behind a savepoint; set for the rest of
-	// the call once an optimistic attempt had a failing message.
+	// the part once an optimistic attempt had a failing message.
 	savepoints bool
 }
 
@@ -155,11 +154,7 @@ func (p *Processor) prepareBatch(ctx context.Context, msgs []*Message) *batch {
 			continue
 		}
 		firstOf[it.key] = i
-		b.keys = append(b.keys, it.key)
 	}
-	// Claiming in one global order makes two batches with overlapping keys lock them in the same
-	// order, which avoids most deadlocks between them.
-	slices.Sort(b.keys)
 	return b
 }
 
@@ -174,6 +169,18 @@ func (b *batch) pending() bool {
 }
 
 func (b *batch) finish() ([]Result, error) {
+	// Later copies of a key share the first copy's fate.
+	for i := range b.items {
+		it := &b.items[i]
+		if it.keyErr != nil || it.first == i {
+			continue
+		}
+		if f := b.items[it.first].failed; f != nil {
+			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
+		} else if b.items[it.first].ended == nil {
+			it.result = Duplicate
+		}
+	}
 	results := make([]Result, len(b.items))
 	var be BatchError
 	for i := range b.items {
@@ -204,8 +211,8 @@ func (b *batch) finish() ([]Result, error) {
 // handlers run without savepoints, and the first failure that needs a per-message rollback ends
 // the attempt with errNeedSavepoints after rolling everything back (the deferred Rollback runs
 // before the caller begins the next transaction, so that one does not wait on this one's locks).
-func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
-	for i := range b.items {
+func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) error {
+	for _, i := range part {
 		it := &b.items[i]
 		it.result, it.herr, it.failed = 0, nil, nil
 	}
@@ -222,18 +229,15 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 	}()
 
 	claimed := map[string]bool{}
-	if !p.cfg.rowLock && len(b.keys) > 0 {
-		if claimed, err = p.claimBatch(ctx, t.Tx, b, t.token); err != nil {
+	if !p.cfg.rowLock {
+		if claimed, err = p.claimBatch(ctx, t.Tx, b, part, t.token); err != nil {
 			return err
 		}
 	}
 
 	var unclaim, discarded []string
-	for i, m := range b.msgs {
-		it := &b.items[i]
-		if it.keyErr != nil || it.first != i {
-			continue
-		}
+	for _, i := range part {
+		m, it := b.msgs[i], &b.items[i]
 		if !p.cfg.rowLock && !claimed[it.key] {
 			it.result = Duplicate
 			continue
@@ -246,7 +250,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			if _, err := t.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
 				if t.endedByHandler(err) {
 					done = true
-					return p.batchEnded(ctx, t, b, nil)
+					return p.batchEnded(ctx, t, b, part, nil)
 				}
 				return fmt.Errorf("savepoint: %w", err)
 			}
@@ -266,7 +270,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			// On a plain pool a handler up to this one ended the transaction: which one, and
 			// whether its Commit made the claims permanent, the Processor cannot know.
 			done = true
-			return p.batchEnded(ctx, t, b, herr)
+			return p.batchEnded(ctx, t, b, part, herr)
 		}
 		if sqlerr.IsRetryable(herr) {
 			// A deadlock has already rolled back the whole transaction; rerun all of it.
@@ -285,7 +289,7 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 		if _, err := t.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
 			if t.endedByHandler(err) {
 				done = true
-				return p.batchEnded(ctx, t, b, herr)
+				return p.batchEnded(ctx, t, b, part, herr)
 			}
 			if sqlerr.Number(err) == sqlerr.NoSuchSavepoint {
 				// The server rolled the transaction back and the handler returned another error.
@@ -305,40 +309,28 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 			unclaim = append(unclaim, it.key)
 		}
 	}
-	// Later copies of a key share the first copy's fate.
-	for i := range b.items {
-		it := &b.items[i]
-		if it.keyErr != nil || it.first == i {
-			continue
-		}
-		if f := b.items[it.first].failed; f != nil {
-			it.failed = fmt.Errorf("txconsume: same key as message %d of the batch, which failed: %w", it.first, f)
-		} else if b.items[it.first].ended == nil {
-			it.result = Duplicate
-		}
-	}
 	witness := ""
 	if !p.cfg.rowLock {
 		if err := p.updateClaims(ctx, t.Tx, "DELETE FROM "+DedupTable, unclaim, 0); err != nil {
 			if t.endedByHandler(err) {
 				done = true
-				return p.batchEnded(ctx, t, b, nil)
+				return p.batchEnded(ctx, t, b, part, nil)
 			}
 			return fmt.Errorf("remove failed claims: %w", err)
 		}
 		if err := p.updateClaims(ctx, t.Tx, "UPDATE "+DedupTable+" SET outcome = '"+OutcomeDiscarded+"'", discarded, 0); err != nil {
 			if t.endedByHandler(err) {
 				done = true
-				return p.batchEnded(ctx, t, b, nil)
+				return p.batchEnded(ctx, t, b, part, nil)
 			}
 			return fmt.Errorf("record discards: %w", err)
 		}
-		witness = b.witness()
+		witness = b.witness(part)
 	}
 	done = true
 	if err := t.commit(witness); err != nil {
 		if errors.Is(err, errHandlerEnded) || t.endedByHandler(err) {
-			return p.batchEnded(ctx, t, b, nil)
+			return p.batchEnded(ctx, t, b, part, nil)
 		}
 		if errors.Is(err, ErrTxAborted) {
 			p.cfg.logger.WarnContext(ctx, "txconsume: the server rolled the batch transaction back but a handler went "+
@@ -350,64 +342,79 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// witness returns a key that the batch transaction claimed and still holds (its message was
-// applied or discarded), or "" if there is none.
-func (b *batch) witness() string {
-	for i := range b.items {
-		it := &b.items[i]
-		if it.keyErr == nil && it.first == i && (it.result == Applied || it.result == Discarded) {
+// witness returns a key that this part's transaction claimed and still holds (its message was
+// applied or discarded), or "" if there is none. Keys of other parts were claimed by other
+// transactions, under other tokens.
+func (b *batch) witness(part []int) string {
+	for _, i := range part {
+		if it := &b.items[i]; it.result == Applied || it.result == Discarded {
 			return it.key
 		}
 	}
 	return ""
 }
 
-// batchEnded fails the whole batch after a handler ended its transaction on a plain pool. If
-// that was a Commit, it made the claims of the whole batch permanent: those of the messages whose
-// handlers had returned nil stay (their effects were committed with them), all others are
-// removed so that the redelivery applies their messages. herr is the handler error that showed
-// it, if any.
-func (p *Processor) batchEnded(ctx context.Context, t *txn, b *batch, herr error) error {
+// batchEnded fails the part after a handler ended its transaction on a plain pool. If that was a
+// Commit, it made the claims of the whole part permanent: those of the messages whose handlers
+// had returned nil stay (their effects were committed with them), all others are removed so that
+// the redelivery applies their messages. herr is the handler error that showed it, if any.
+func (p *Processor) batchEnded(ctx context.Context, t *txn, b *batch, part []int, herr error) error {
 	var unclaim []string
-	var msgs []*Message
-	for i, m := range b.msgs {
+	msgs := make([]*Message, 0, len(part))
+	for _, i := range part {
 		it := &b.items[i]
-		if m != nil {
-			msgs = append(msgs, m)
-		}
-		if it.keyErr == nil && it.first == i && it.key != "" && it.result != Applied {
+		msgs = append(msgs, b.msgs[i])
+		if it.key != "" && it.result != Applied {
 			unclaim = append(unclaim, it.key)
 		}
 	}
 	return p.handlerEnded(ctx, t, msgs, unclaim, herr)
 }
 
-// claimBatch claims b.keys with one statement per maxKeysPerStatement keys and returns the set
+// claimBatch claims the keys of part with one statement per maxKeysPerStatement keys and returns the set
 // this transaction claimed.
 //
 // Why this shape: a plain multi-row INSERT fails as a whole on the first duplicate, and INSERT
 // IGNORE would also swallow errors that are not duplicates (truncation, bad values). MySQL has no
-// RETURNING (MariaDB does), and affected-rows counts say how many rows were inserted, not which
-// (and change meaning under clientFoundRows). So the INSERT writes a random per-transaction
-// token into the rows it inserts, and ON DUPLICATE KEY UPDATE leaves existing rows alone, except
-// that an existing row that happens to carry the same token is reset to 0. After the statement,
+// RETURNING (MariaDB does), and affected-rows counts say how many rows were inserted, not which.
+// So the INSERT writes a random per-transaction token (odd, never 0) into the rows it inserts,
+// and ON DUPLICATE KEY UPDATE sets the token of existing rows to 0 or 2. After the statement,
 // the rows of these keys carrying the token are exactly the ones this transaction inserted, which
-// one SELECT reads back (a transaction always sees its own writes, at any isolation level).
+// one SELECT reads back (a transaction always sees its own writes, at any isolation level); when
+// the affected-rows count says that every key was inserted, which is the common case, the
+// SELECT is skipped.
 //
 // Locking is the same as for single claims: a key inserted but not yet committed by another
 // transaction makes this statement wait; it then sees the row (Duplicate) or, if the other
 // transaction rolled back, inserts it.
-func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, token uint64) (map[string]bool, error) {
-	firstMsg := map[string]*Message{}
-	for i := range b.items {
-		if it := &b.items[i]; it.keyErr == nil && it.first == i {
-			firstMsg[it.key] = b.msgs[i]
-		}
+func (p *Processor) claimBatch(ctx context.Context, tx *sqlx.Tx, b *batch, part []int, token uint64) (map[string]bool, error) {
+	firstMsg := make(map[string]*Message, len(part))
+	keys := make([]string, 0, len(part))
+	for _, i := range part {
+		firstMsg[b.items[i].key] = b.msgs[i]
+		keys = append(keys, b.items[i].key)
 	}
-	claimed := make(map[string]bool, len(b.keys))
-	// Chunks keep every statement under the server's limit of 65535 placeholders; taken in the
-	// sorted order of b.keys, they still lock keys in one global order.
-	for keys := range slices.Chunk(b.keys, maxKeysPerStatement) {
+	// Claiming in one global order makes two batches with overlapping keys lock them in the same
+	// order, which avoids most deadlocks between them.
+	slices.Sort(keys)
+	claimed := make(map[string]bool, len(keys))
+	if len(keys) == 1 {
+		// One key needs no read-back: a plain INSERT either claims it or fails with a
+		// duplicate-key error, which rolls back that statement only.
+		m := firstMsg[keys[0]]
+		_, err := tx.ExecContext(ctx, claimSQL, p.group, keys[0], clip(m.Topic), clip(m.ID), OutcomeApplied, token)
+		switch {
+		case sqlerr.IsDuplicate(err):
+		case err != nil:
+			return nil, fmt.Errorf("claim key: %w", err)
+		default:
+			claimed[keys[0]] = true
+		}
+		return claimed, nil
+	}
+	// Chunks keep every statement under the server's limit of 65535 placeholders; taken in
+	// sorted order, they still lock keys in one global order.
+	for keys := range slices.Chunk(keys, maxKeysPerStatement) {
 		if err := p.claimChunk(ctx, tx, keys, firstMsg, token, claimed); err != nil {
 			return nil, err
 		}
@@ -425,7 +432,7 @@ func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, 
 	token uint64, claimed map[string]bool) error {
 	var q strings.Builder
 	q.WriteString("INSERT INTO " + DedupTable + " (consumer_group, dedup_key, topic, msg_id, outcome, claim_token) VALUES ")
-	args := make([]any, 0, 6*len(keys)+1)
+	args := make([]any, 0, 6*len(keys))
 	for i, k := range keys {
 		if i > 0 {
 			q.WriteString(", ")
@@ -434,10 +441,21 @@ func (p *Processor) claimChunk(ctx context.Context, tx *sqlx.Tx, keys []string, 
 		m := firstMsg[k]
 		args = append(args, p.group, k, clip(m.Topic), clip(m.ID), OutcomeApplied, token)
 	}
-	q.WriteString(" ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = ?, 0, claim_token)")
-	args = append(args, token)
-	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+	// An existing row's token flips between 0 and 2, even values that no token takes: the row
+	// always changes, so it counts 2 affected rows whatever clientFoundRows says, and an inserted
+	// row counts 1. len(keys) affected rows therefore means that every key was inserted, and the
+	// read-back below is needed only when some already existed (a redelivery). An existing row
+	// never keeps a token, so it cannot match this transaction's either.
+	q.WriteString(" ON DUPLICATE KEY UPDATE claim_token = IF(claim_token = 0, 2, 0)")
+	res, err := tx.ExecContext(ctx, q.String(), args...)
+	if err != nil {
 		return fmt.Errorf("claim keys: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == int64(len(keys)) {
+		for _, k := range keys {
+			claimed[k] = true
+		}
+		return nil
 	}
 
 	q.Reset()

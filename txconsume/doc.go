@@ -128,6 +128,12 @@
 // commit. A failure inside a batch therefore runs the handlers before it a second time: one more
 // reason to keep effects inside the transaction. Failed messages come back in a *BatchError.
 //
+// A batch transaction that loses a deadlock or lock wait timeout (batches whose messages update
+// the same hot rows in different orders) is not rerun whole: it is split into halves, each in a
+// transaction of its own, down to single messages, and the Processor cuts later batches into
+// parts of the size that last got through, growing it again while parts commit. Every part
+// claims and commits its own keys, so exactly-once holds through every split.
+//
 // # Row-lock mode
 //
 // When the business state already says whether a message was applied (an order that is PAID),

@@ -59,6 +59,9 @@ type Processor struct {
 	claim  *sql.Stmt
 	check  *sql.Stmt
 	closed bool
+
+	// parts sizes the transactions of ProcessBatch after lock conflicts (see runParts).
+	parts partSizer
 }
 
 // Close releases the Processor's prepared statements on every pooled connection. Process and

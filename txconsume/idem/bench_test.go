@@ -3,6 +3,7 @@ package idem_test
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/txconsume/txconsume/internal/testenv"
@@ -50,6 +51,46 @@ func BenchmarkProcess(b *testing.B) {
 						b.Fatal(r, err)
 					}
 				}
+			})
+		})
+	}
+}
+
+// BenchmarkStatusMode compares, at 16 goroutines, the status mode on each store with its bare
+// baseline: the same handler called directly. The handler's effect is one autocommitted INSERT,
+// standing in for an effect outside any transaction (an HTTP call, say) of similar cost.
+func BenchmarkStatusMode(b *testing.B) {
+	if testing.Short() {
+		b.Skip("-short: needs MySQL and Redis")
+	}
+	_, db := setupMySQL(b)
+	client, prefix := testenv.Redis(b)
+	var seq atomic.Int64
+	effect := func(ctx context.Context, m *txconsume.Message) error {
+		_, err := db.ExecContext(ctx, "INSERT INTO idem_effects (effect_key) VALUES (?)", m.ID)
+		return err
+	}
+	next := func() *txconsume.Message {
+		return &txconsume.Message{ID: "s-" + strconv.FormatInt(seq.Add(1), 10), Topic: "t"}
+	}
+	ctx := context.Background()
+	const conc = 16
+	run := func(b *testing.B, fn func() error) { testenv.RunParallel(b, conc, 1, fn) }
+	for _, s := range []struct {
+		name  string
+		store idem.Store
+	}{{"MySQL", idem.NewMySQLStore(db)}, {"Redis", idem.NewRedisStore(client, prefix)}} {
+		p, err := idem.New(s.store, "bench", effect)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("store="+s.name+"/conc=16/bare", func(b *testing.B) {
+			run(b, func() error { return effect(ctx, next()) })
+		})
+		b.Run("store="+s.name+"/conc=16/status-mode", func(b *testing.B) {
+			run(b, func() error {
+				_, err := p.Process(ctx, next())
+				return err
 			})
 		})
 	}

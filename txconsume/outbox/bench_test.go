@@ -83,7 +83,7 @@ func BenchmarkRelay(b *testing.B) {
 			}
 			return msgs
 		}
-		b.Run(name+"/plain-loop", func(b *testing.B) {
+		b.Run(name+"/baseline", func(b *testing.B) { // a plain producer loop
 			for b.Loop() {
 				b.StopTimer()
 				msgs := burst()
@@ -157,7 +157,7 @@ func BenchmarkRelayLatency(b *testing.B) {
 	ctx := context.Background()
 	db, mq, prod := benchEnv(b)
 
-	b.Run("plain-send", func(b *testing.B) {
+	b.Run("baseline", func(b *testing.B) { // a plain SendSync at the same pace
 		lat := paced(b, func(i int) (time.Time, error) {
 			began := time.Now()
 			err := sendRetrying(ctx, prod, plainMessage(benchMessage(mq.Topic, i, true)))

@@ -85,6 +85,14 @@ func NewConsumer(p Processor, opts ...Option) (*Consumer, error) {
 		return nil, fmt.Errorf("rmq: WithGroup(%q) differs from the Processor's group %q: deduplication records "+
 			"would be kept under a group the broker does not know; leave WithGroup out or give the same name", cfg.group, pg)
 	}
+	if !cfg.batchSet {
+		// Orderly deliveries are handled one message at a time, so larger ones would only add
+		// duplicates after a failure.
+		cfg.batchMaxSize = 1
+		if _, ok := p.(BatchProcessor); ok && !cfg.orderly {
+			cfg.batchMaxSize = DefaultBatchMaxSize
+		}
+	}
 	cfg.listener.group = cfg.group
 	cfg.listener.orderly = cfg.orderly
 	l, err := newListenerFromConfig(p, cfg.listener)

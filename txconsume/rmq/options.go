@@ -66,7 +66,8 @@ type consumerConfig struct {
 	group         string
 	subs          []subscription
 	orderly       bool
-	batchMaxSize  int
+	batchMaxSize  int // 0 until WithBatchMaxSize: then NewConsumer chooses (DefaultBatchMaxSize)
+	batchSet      bool
 	goroutines    int
 	credentials   primitive.Credentials
 	instanceName  string
@@ -76,10 +77,9 @@ type consumerConfig struct {
 
 func defaultConsumerConfig() consumerConfig {
 	return consumerConfig{
-		listener:     defaultListenerConfig(),
-		batchMaxSize: 1,
-		goroutines:   20,
-		fromWhere:    consumer.ConsumeFromLastOffset,
+		listener:   defaultListenerConfig(),
+		goroutines: 20,
+		fromWhere:  consumer.ConsumeFromLastOffset,
 	}
 }
 
@@ -101,7 +101,7 @@ func (c *consumerConfig) validate() error {
 		}
 		seen[s.topic] = true
 	}
-	if c.batchMaxSize < 1 || c.batchMaxSize > 1024 {
+	if c.batchSet && (c.batchMaxSize < 1 || c.batchMaxSize > 1024) {
 		errs = append(errs, fmt.Errorf("rmq: batch max size %d out of range [1, 1024]", c.batchMaxSize))
 	}
 	if c.goroutines < 1 {
@@ -190,11 +190,27 @@ func WithOrderly() Option {
 	return optionFunc(func(c *consumerConfig) { c.orderly = true })
 }
 
+// DefaultBatchMaxSize is the most messages one delivery carries when WithBatchMaxSize is not
+// given, the Processor implements BatchProcessor (a *txconsume.Processor does) and consumption is
+// concurrent: their transactions then commit up to 16 messages at once. Other Processors, and
+// orderly consumption, get one message per delivery.
+const DefaultBatchMaxSize = 16
+
 // WithBatchMaxSize sets how many messages one delivery may carry (1..1024). With more than one, a
-// Processor that implements BatchProcessor handles them in one transaction; a failure redelivers
-// the whole delivery, and the messages committed before come back as duplicates. Default: 1.
+// Processor that implements BatchProcessor handles them in one transaction (a
+// *txconsume.Processor splits it when it loses a lock conflict, down to one message per
+// transaction, and sizes later ones after what got through); other Processors handle them one by
+// one.
+//
+// The trade-off: a larger delivery spreads one commit and one claim statement over all its
+// messages, which multiplies throughput when the database is the bottleneck; but a failure
+// redelivers the whole delivery (the messages committed before come back and are acknowledged
+// as duplicates, which costs a claim each), a failing handler makes the batch run again with
+// savepoints, and under a backlog a message waits for the messages before it in its delivery.
+// Orderly consumption (WithOrderly) handles a delivery one message at a time either way.
+// Default: DefaultBatchMaxSize (16) for a BatchProcessor consumed concurrently, else 1.
 func WithBatchMaxSize(n int) Option {
-	return optionFunc(func(c *consumerConfig) { c.batchMaxSize = n })
+	return optionFunc(func(c *consumerConfig) { c.batchMaxSize, c.batchSet = n, true })
 }
 
 // WithGoroutines sets how many deliveries are processed at the same time (concurrent mode). Each

@@ -1,0 +1,372 @@
+// Package dedupsize measures how the claim of a new key slows down as txconsume_dedup grows:
+// Process with a one-insert handler and 16 workers, on an empty table and on tables filled with
+// millions of rows of the same consumer group, for random keys (UUID-like business keys, as
+// KeyByFirstKey sees them) and for keys like RocketMQ's UNIQ_KEY (increasing per producer).
+//
+// Filling takes minutes for 10 million rows, so the filled databases are kept between runs and
+// reused while their recipe (row count, key shape, schema version) is unchanged; the rows a run
+// claims are deleted again at its end. `make bench-clean` drops them.
+package dedupsize
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/bench/internal/benchenv"
+	"github.com/txconsume/txconsume/bench/internal/report"
+	"github.com/txconsume/txconsume/migrations"
+	"github.com/txconsume/txconsume/txconsume"
+)
+
+// Suite is the name of the suite's rows.
+const Suite = "dedup table size"
+
+// Group is the consumer group of the filled rows and of the measured claims: one group, so that
+// new keys land among the old ones (the primary key starts with the group).
+const Group = "bench"
+
+// DatabasePrefix names the kept databases: DatabasePrefix + row count.
+const DatabasePrefix = "txconsume_bench_dedup_"
+
+// Config sizes a run.
+type Config struct {
+	Sizes    []int         // rows in the table; 0 is an empty table, created afresh
+	Duration time.Duration // per measurement
+	Workers  int
+	Repeats  int
+	Log      func(format string, args ...any)
+}
+
+// recipeVersion changes whenever the fill below changes.
+const recipeVersion = "fill-2"
+
+// Run fills (or reuses) a database per size and measures claims on each.
+func Run(ctx context.Context, cfg Config) ([]report.Row, error) {
+	base, err := benchenv.BaseDSN()
+	if err != nil {
+		return nil, err
+	}
+	dbs := make([]*sqlx.DB, len(cfg.Sizes))
+	for i, n := range cfg.Sizes {
+		db, cleanup, err := prepare(ctx, base, n, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		dbs[i] = db
+	}
+	var rows []report.Row
+	for _, kind := range []string{"random", "uniq"} {
+		label := map[string]string{"random": "random keys (UUID-like)", "uniq": "UNIQ_KEY-like keys"}[kind]
+		kindRows := make([]report.Row, len(cfg.Sizes))
+		for i, n := range cfg.Sizes {
+			kindRows[i] = report.Row{Suite: Suite, Case: fmt.Sprintf("%s, %s rows", label, count(n))}
+			if i > 0 {
+				kindRows[i].Baseline = kindRows[0].Case
+			}
+		}
+		for r := range cfg.Repeats {
+			for i, db := range dbs {
+				rate, err := measure(ctx, db, kind, cfg)
+				if err != nil {
+					return nil, err
+				}
+				cfg.Log("dedup table %s, %s rows, run %d: %.0f claims/s", kind, count(cfg.Sizes[i]), r+1, rate)
+				kindRows[i].Rates = append(kindRows[i].Rates, rate)
+			}
+		}
+		rows = append(rows, kindRows...)
+	}
+	return rows, nil
+}
+
+func count(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return strconv.Itoa(n/1_000_000) + "M"
+	case n >= 1000 && n%1000 == 0:
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// prepare returns a pool on a database whose dedup table holds n rows of Group, and a cleanup
+// that deletes the rows the run added (kept databases) or drops the database (empty ones).
+func prepare(ctx context.Context, base string, n int, cfg Config) (*sqlx.DB, func(), error) {
+	if n == 0 {
+		name, drop, err := benchenv.TempDatabase(ctx, base, "txbench_dedup_empty")
+		if err != nil {
+			return nil, nil, err
+		}
+		db, err := setup(ctx, base, name, cfg.Workers)
+		if err != nil {
+			drop()
+			return nil, nil, err
+		}
+		return db, func() { _ = db.Close(); drop() }, nil
+	}
+	name := DatabasePrefix + strconv.Itoa(n)
+	if err := benchenv.Exec(ctx, base, "CREATE DATABASE IF NOT EXISTS `"+name+"`"); err != nil {
+		return nil, nil, err
+	}
+	db, err := setup(ctx, base, name, cfg.Workers)
+	if err != nil {
+		return nil, nil, err
+	}
+	statuses, err := migrations.Statuses(ctx, db.DB)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	recipe := fmt.Sprintf("%s rows=%d group=%s schema=%s keys=uuid-like-sorted", recipeVersion, n, Group,
+		statuses[len(statuses)-1].Name)
+	var have string
+	_ = db.GetContext(ctx, &have, "SELECT recipe FROM txbench_recipe")
+	if have != recipe {
+		cfg.Log("dedup table: filling %s rows into %s (kept for later runs while the recipe stays %q)", count(n), name, recipe)
+		start := time.Now()
+		if err := fill(ctx, db, n, cfg.Log); err != nil {
+			_ = db.Close()
+			return nil, nil, err
+		}
+		for _, s := range []string{"DELETE FROM txbench_recipe", "INSERT INTO txbench_recipe VALUES (?)"} {
+			if _, err := db.ExecContext(ctx, s, recipe); err != nil && !strings.HasPrefix(s, "DELETE") {
+				_ = db.Close()
+				return nil, nil, err
+			}
+		}
+		cfg.Log("dedup table: filled %s rows in %s", count(n), time.Since(start).Round(time.Second))
+	} else {
+		cfg.Log("dedup table: reusing %s (%s rows)", name, count(n))
+	}
+	return db, func() {
+		// The claims of this run go, so that the next run finds n rows again.
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		_, _ = db.ExecContext(cctx, "DELETE FROM "+txconsume.DedupTable+" WHERE consumer_group = ?", Group+"-run")
+		deleteRunKeys(cctx, db)
+		_ = db.Close()
+	}, nil
+}
+
+func setup(ctx context.Context, base, name string, workers int) (*sqlx.DB, error) {
+	db, err := benchenv.OpenGuarded(base, name, workers+4)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Up(ctx, db.DB); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	for _, s := range []string{
+		`CREATE TABLE IF NOT EXISTS txbench_recipe (recipe VARCHAR(255) NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS txbench_claimed (dedup_key VARBINARY(255) NOT NULL)`,
+		`DROP TABLE IF EXISTS t_effect`,
+		`CREATE TABLE t_effect (id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL, KEY (msg_key))`,
+	} {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// keySQL is a UUID-like key (8-4-4-4-12 lower-case hex) for row number n of total: the first 8
+// digits grow with n, spread evenly over their range, the others come from SHA2(n, 256). The rows are
+// inserted in key order, which bulk-loads fast; their keys are spread over the same range as
+// random UUIDs, so random claims land among them.
+const keySQL = `CONCAT(LOWER(LPAD(HEX(FLOOR(n * 4294967296 / %d)), 8, '0')), '-', SUBSTR(SHA2(n, 256), 1, 4), '-4',
+	SUBSTR(SHA2(n, 256), 5, 3), '-a', SUBSTR(SHA2(n, 256), 8, 3), '-', SUBSTR(SHA2(n, 256), 11, 12))`
+
+// fill replaces the table's rows with n rows of Group, created over the last 7 days (as with the
+// recommended retention), in chunks of 250,000 rows generated on the server. Every row carries a
+// topic and a 32-digit message id, as the claims of Process do (a RocketMQ UNIQ_KEY is 32 hex
+// digits), so that the table is as wide as a consumer's.
+func fill(ctx context.Context, db *sqlx.DB, n int, log func(string, ...any)) error {
+	for _, s := range []string{
+		"TRUNCATE TABLE " + txconsume.DedupTable,
+		"TRUNCATE TABLE txbench_claimed",
+		"DROP TABLE IF EXISTS txbench_digits",
+		"CREATE TABLE txbench_digits (d INT PRIMARY KEY)",
+	} {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	var digits strings.Builder
+	digits.WriteString("INSERT INTO txbench_digits VALUES (0)")
+	for i := 1; i < 1000; i++ {
+		fmt.Fprintf(&digits, ",(%d)", i)
+	}
+	if _, err := db.ExecContext(ctx, digits.String()); err != nil {
+		return err
+	}
+	const chunk = 250_000
+	span := (7 * 24 * time.Hour).Microseconds() / int64(n)
+	start := time.Now()
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		q := fmt.Sprintf(`INSERT INTO `+txconsume.DedupTable+` (consumer_group, dedup_key, topic, msg_id, created_at)
+SELECT '%s', `+keySQL+`, 'bench', UPPER(SUBSTR(SHA2(n, 256), 1, 32)), UTC_TIMESTAMP(6) - INTERVAL 7 DAY + INTERVAL n * %d MICROSECOND
+FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digits b
+      WHERE a.d * 1000 + b.d < %d ORDER BY n) s`, Group, n, span, lo, hi-lo)
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("fill: %w", err)
+		}
+		if (hi/chunk)%8 == 0 || hi == n {
+			log("dedup table: %s of %s rows, %.0f rows/s", count(hi), count(n), float64(hi)/time.Since(start).Seconds())
+		}
+	}
+	_, err := db.ExecContext(ctx, "ANALYZE TABLE "+txconsume.DedupTable)
+	return err
+}
+
+var seq atomic.Int64
+
+// measure runs Process with cfg.Workers goroutines for cfg.Duration and returns claims per second.
+func measure(ctx context.Context, db *sqlx.DB, kind string, cfg Config) (float64, error) {
+	p, err := txconsume.New(db, Group, func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO t_effect (msg_key) VALUES (?)", m.ID)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	// A producer's UNIQ_KEY: its address and process, then a counter.
+	prefix := "7F000001" + strings.ToUpper(benchenv.RandomHex(6)) + fmt.Sprintf("%08X", time.Now().Unix())
+	var done atomic.Int64
+	var firstErr error
+	var once sync.Once
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var claimed sync.Mutex
+	var keys []string
+	start := time.Now()
+	for range cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []string
+			defer func() { claimed.Lock(); keys = append(keys, mine...); claimed.Unlock() }()
+			for ctx.Err() == nil {
+				var id string
+				if kind == "random" {
+					id = uuidLike()
+				} else {
+					id = prefix + fmt.Sprintf("%08X", seq.Add(1))
+				}
+				r, err := p.Process(ctx, &txconsume.Message{ID: id, Topic: "bench"})
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					once.Do(func() { firstErr = err })
+					return
+				}
+				if r != txconsume.Applied {
+					once.Do(func() { firstErr = fmt.Errorf("claim of new key %s: %s", id, r) })
+					return
+				}
+				mine = append(mine, id)
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	if err := recordClaimed(context.WithoutCancel(ctx), db, keys); err != nil {
+		return 0, err
+	}
+	return float64(done.Load()) / elapsed.Seconds(), nil
+}
+
+// recordClaimed notes the keys a measurement claimed, so that the cleanup can delete them.
+func recordClaimed(ctx context.Context, db *sqlx.DB, keys []string) error {
+	for lo := 0; lo < len(keys); lo += 1000 {
+		chunk := keys[lo:min(lo+1000, len(keys))]
+		q := "INSERT INTO txbench_claimed (dedup_key) VALUES (?)" + strings.Repeat(",(?)", len(chunk)-1)
+		args := make([]any, len(chunk))
+		for i, k := range chunk {
+			args[i] = k
+		}
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteRunKeys deletes the claims recorded by recordClaimed, 500 keys per statement.
+func deleteRunKeys(ctx context.Context, db *sqlx.DB) {
+	for {
+		var keys []string
+		if err := db.SelectContext(ctx, &keys, "SELECT dedup_key FROM txbench_claimed LIMIT 500"); err != nil || len(keys) == 0 {
+			return
+		}
+		args := []any{Group}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		in := "(?" + strings.Repeat(",?", len(keys)-1) + ")"
+		if _, err := db.ExecContext(ctx, "DELETE FROM "+txconsume.DedupTable+" WHERE consumer_group = ? AND dedup_key IN "+in, args...); err != nil {
+			return
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM txbench_claimed WHERE dedup_key IN "+in, args[1:]...); err != nil {
+			return
+		}
+	}
+}
+
+// uuidLike returns a random version-4 UUID in its text form.
+func uuidLike() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// ErrNoSizes is returned for a Config without sizes.
+var ErrNoSizes = errors.New("dedupsize: no table sizes")
+
+// Clean drops the filled databases kept between runs.
+func Clean(ctx context.Context, log func(string, ...any)) error {
+	base, err := benchenv.BaseDSN()
+	if err != nil {
+		return err
+	}
+	db, err := benchenv.Open(base, "", 1)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var names []string
+	if err := db.SelectContext(ctx, &names, "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE ?",
+		DatabasePrefix+"%"); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, err := db.ExecContext(ctx, "DROP DATABASE `"+n+"`"); err != nil {
+			return err
+		}
+		log("dropped %s", n)
+	}
+	return nil
+}
