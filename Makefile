@@ -17,7 +17,7 @@ help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Run the order-service demo: duplicates, a SIGKILL, exactly-once checked in MySQL (MariaDB by default)
+demo: ## Run the order-service demo: duplicates, SIGKILLs, exactly-once through the outbox checked in MySQL (MariaDB by default)
 	$(FIRST_SERVER) $(SERVICES) up
 	$(FIRST_SERVER) && $(WITH_SERVICES) go run ./examples/order-service/cmd/demo
 
@@ -54,7 +54,7 @@ test-short: ## Run only the tests that need no services
 # the suites of the bench tool (bench/, a module of its own: its plotting library stays out of the
 # library's go.mod). All of it lands in one table, docs/bench-results.md and docs/bench.png.
 # Add packages to BENCH_PKGS and suites to BENCH_SUITES; BENCH_NOTE says what else loaded the machine.
-BENCH_PKGS ?= ./txconsume/ ./txconsume/idem/
+BENCH_PKGS ?= ./txconsume/ ./txconsume/idem/ ./txconsume/outbox/
 BENCH_SUITES ?= broker,dedup
 BENCH_NOTE ?=
 BENCH_OUT := .services/bench

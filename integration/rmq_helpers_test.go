@@ -48,6 +48,13 @@ CREATE TABLE ledger (
 
 func newRMQEnv(t *testing.T, producerOpts ...producer.Option) *rmqEnv {
 	t.Helper()
+	return newRMQEnvOn(t, nil, producerOpts...)
+}
+
+// newRMQEnvOn is newRMQEnv on the broker of mq (with its topic and group), or on a topic and group
+// of the shared broker when mq is nil.
+func newRMQEnvOn(t *testing.T, mq *testenv.RocketMQ, producerOpts ...producer.Option) *rmqEnv {
+	t.Helper()
 	dsn := testenv.MySQLDSN(t)
 	db := testenv.OpenMySQL(t, dsn)
 	ctx := context.Background()
@@ -57,7 +64,9 @@ func newRMQEnv(t *testing.T, producerOpts ...producer.Option) *rmqEnv {
 		require.NoError(t, err)
 	}
 
-	mq := testenv.NewRocketMQ(t)
+	if mq == nil {
+		mq = testenv.NewRocketMQ(t)
+	}
 	// The broker creates %RETRY%<group> on the first redelivery, and a running client learns new routes
 	// only every 30s; created up front, the retry topic's route is known from the consumer's start.
 	mq.CreateTopic(t, retryTopic(mq.Group), 1)

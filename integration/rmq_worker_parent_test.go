@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -36,8 +37,8 @@ type worker struct {
 	dead         []string
 }
 
-// startWorker starts a consumer process for spec (broker, group, topic and database default to the
-// env's) whose outcomes are counted in stats, and waits until it consumes. The process is shut down
+// startWorker starts a consumer process for spec (name server, group, topic and database default to
+// the env's) whose outcomes are counted in stats, and waits until it consumes. The process is shut down
 // when the test ends, and its race reports are checked then.
 func (e *rmqEnv) startWorker(name string, spec workerSpec, stats *resultStats) *worker {
 	t := e.t
@@ -45,37 +46,59 @@ func (e *rmqEnv) startWorker(name string, spec workerSpec, stats *resultStats) *
 	if spec.DSN == "" {
 		spec.DSN = e.dsn
 	}
-	spec.NameServer, spec.Group = e.mq.NameServer, e.mq.Group
+	if spec.NameServer == "" {
+		spec.NameServer = e.mq.NameServer
+	}
+	if spec.Group == "" {
+		spec.Group = e.mq.Group
+	}
 	if spec.Topic == "" {
 		spec.Topic = e.mq.Topic
 	}
-	b, err := json.Marshal(spec)
-	require.NoError(t, err)
 	w := &worker{t: t, name: name, stats: stats, ready: make(chan struct{}), exited: make(chan struct{}),
 		eventCh: make(chan string, 64), idsByKey: make(map[string]map[string]bool)}
-	w.cmd = exec.Command(os.Args[0])
-	w.cmd.Env = append(os.Environ(), rmqWorkerEnv+"="+string(b))
-	inR, inW, err := os.Pipe()
-	require.NoError(t, err)
-	w.cmd.Stdin, w.stdin = inR, inW
-	out, err := w.cmd.StdoutPipe()
-	require.NoError(t, err)
-	w.cmd.Stderr = &w.stderr
-	require.NoError(t, w.cmd.Start())
-	_ = inR.Close()
+	var out io.Reader
+	w.cmd, w.stdin, out = startChild(t, rmqWorkerEnv, spec, &w.stderr)
 	go w.read(out)
 	t.Cleanup(w.stop)
-	select {
-	case <-w.ready:
-	case <-w.exited:
-		t.Fatalf("worker %s exited before consuming: %s", name, w.stderr.String())
-	case <-time.After(90 * time.Second):
-		t.Fatalf("worker %s not consuming after 90s: %s", name, w.stderr.String())
-	}
+	awaitReady(t, "worker "+name+" consuming", w.ready, w.exited, &w.stderr)
 	return w
 }
 
-func (w *worker) read(out interface{ Read([]byte) (int, error) }) {
+// awaitReady waits until a child process reports ready, failing the test if it exits first or
+// takes more than 90s.
+func awaitReady(t *testing.T, what string, ready, exited <-chan struct{}, stderr *testenv.LockedBuffer) {
+	t.Helper()
+	select {
+	case <-ready:
+	case <-exited:
+		t.Fatalf("exited before %s: %s", what, stderr.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("no %s after 90s: %s", what, stderr.String())
+	}
+}
+
+// startChild starts the test binary again as a child process that runs spec, given as JSON in the
+// environment variable env (see TestMain), and returns it with the write end of its stdin and the
+// read end of its stdout; its stderr goes to stderr.
+func startChild(t *testing.T, env string, spec any, stderr io.Writer) (*exec.Cmd, *os.File, io.Reader) {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env+"="+string(b))
+	inR, inW, err := os.Pipe()
+	require.NoError(t, err)
+	cmd.Stdin = inR
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	_ = inR.Close()
+	return cmd, inW, out
+}
+
+func (w *worker) read(out io.Reader) {
 	defer close(w.exited)
 	defer func() { _ = w.cmd.Wait() }()
 	sc := bufio.NewScanner(out)
@@ -205,12 +228,20 @@ func (w *worker) stop() {
 // module's code; reports confined to the RocketMQ client are only counted.
 func (w *worker) checkRaces() {
 	w.t.Helper()
-	module, clientOnly := testenv.RaceReports(w.stderr.String())
+	checkRaceReports(w.t, "worker "+w.name, w.stderr.String())
+}
+
+// checkRaceReports fails the test on a race report in stderr (of the child process named name) in
+// which either access happened in this module's code; reports confined to the RocketMQ client are
+// only counted.
+func checkRaceReports(t *testing.T, name, stderr string) {
+	t.Helper()
+	module, clientOnly := testenv.RaceReports(stderr)
 	for _, report := range module {
-		w.t.Errorf("worker %s: data race in txconsume code:\n%s", w.name, report)
+		t.Errorf("%s: data race in txconsume code:\n%s", name, report)
 	}
 	if clientOnly > 0 {
-		w.t.Logf("worker %s: %d data race report(s) inside the RocketMQ client, tolerated", w.name, clientOnly)
+		t.Logf("%s: %d data race report(s) inside the RocketMQ client, tolerated", name, clientOnly)
 	}
 }
 

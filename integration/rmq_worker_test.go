@@ -34,7 +34,8 @@ const rmqWorkerEnv = "TXCONSUME_RMQ_WORKER"
 // workerSpec says what one consumer process runs.
 type workerSpec struct {
 	DSN, NameServer, Topic, Group, Instance string
-	Handler                                 string // ledger, orderly, poison, slow, dlq
+	Handler                                 string // ledger, orderly, poison, slow, dlq, forward
+	ForwardTopic                            string // forward: the topic it enqueues to
 	Label                                   string // the ledger's consumer column
 	FailTimes                               int    // messages with property "fail" fail while ReconsumeTimes < FailTimes
 	Crash                                   bool   // messages with property "crash": first delivery commits, then reports failure
@@ -51,17 +52,12 @@ var errInjected = errors.New("injected failure")
 // obeys "release" (lets the slow handler commit) and "shutdown" (Shutdown, then exit) on stdin.
 func runRMQWorker(specJSON string) int {
 	var spec workerSpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-		fmt.Fprintln(os.Stderr, "worker spec:", err)
-		return 2
-	}
-	out := &lineWriter{}
-	db, err := sqlx.Open("mysql", spec.DSN)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open db:", err)
+	db, ok := childSetup(specJSON, &spec, func() string { return spec.DSN })
+	if !ok {
 		return 2
 	}
 	defer db.Close()
+	out := &lineWriter{}
 	db.SetMaxOpenConns(32)
 
 	release := make(chan struct{})
@@ -145,6 +141,21 @@ func runRMQWorker(specJSON string) int {
 	return 0
 }
 
+// childSetup decodes a child process's spec and opens its database (dsn reads the DSN from the
+// decoded spec). It reports what failed on stderr.
+func childSetup(specJSON string, spec any, dsn func() string) (*sqlx.DB, bool) {
+	if err := json.Unmarshal([]byte(specJSON), spec); err != nil {
+		fmt.Fprintln(os.Stderr, "child spec:", err)
+		return nil, false
+	}
+	db, err := sqlx.Open("mysql", dsn())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open db:", err)
+		return nil, false
+	}
+	return db, true
+}
+
 // workerHandler builds the business handler the spec names.
 func workerHandler(spec workerSpec, db *sqlx.DB, out *lineWriter, release chan struct{}) txconsume.Handler {
 	ledger := ledgerHandler(spec.Label)
@@ -152,6 +163,8 @@ func workerHandler(spec workerSpec, db *sqlx.DB, out *lineWriter, release chan s
 	switch spec.Handler {
 	case "orderly":
 		business = orderlyHandler
+	case "forward":
+		business = forwardHandler(ledger, spec.ForwardTopic)
 	case "poison":
 		business = func(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error {
 			if !hasProperty(msg, "poison") {

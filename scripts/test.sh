@@ -73,15 +73,17 @@ seconds_of() { cat "$RUN/$1.seconds" 2>/dev/null || echo '?'; }
 result() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$TXCONSUME_LEG_RESULTS"; }
 
 # compile_ahead compiles every package the tests import, with -race as the legs run them, and the
-# demo and the service it runs without (as the compose leg runs them). On a new machine that is minutes of CPU that would
-# otherwise start only when the services are up; where the build cache is warm it takes a second.
+# demo and the services it runs without (as the compose leg runs them). On a new machine that is
+# minutes of CPU that would otherwise start only when the services are up; where the build cache
+# is warm it takes a second.
 compile_ahead() {
   local pkgs
   pkgs=$(go list -deps -test -f '{{if and (not .ForTest) (ne .Name "main")}}{{.ImportPath}}{{end}}' ./...) || return 1
   # shellcheck disable=SC2086 # one package per word
   go build -race $pkgs &&
     go build -o /dev/null ./examples/order-service/cmd/demo &&
-    go build -o /dev/null ./examples/order-service/cmd/order-service
+    go build -o /dev/null ./examples/order-service/cmd/order-service &&
+    go build -o /dev/null ./examples/order-service/cmd/shipping-service
 }
 
 # ---------------------------------------------------------------- is there a Docker leg?

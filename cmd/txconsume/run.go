@@ -44,6 +44,7 @@ func commands() []command {
 		{"forget", "DANGEROUS: delete a dedup record so that a message is applied again", runForget},
 		{"topic", "create a RocketMQ topic (and a group's retry topic) on the brokers of a cluster", runTopic},
 		{"dlq", "list a consumer group's dead letters, or replay them to their original topic", runDLQ},
+		{"outbox", "show the outbox: pending messages and the oldest one's age per topic (status)", runOutbox},
 	}
 }
 

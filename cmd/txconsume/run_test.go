@@ -18,6 +18,7 @@ import (
 	"github.com/txconsume/txconsume/migrations"
 	"github.com/txconsume/txconsume/txconsume"
 	"github.com/txconsume/txconsume/txconsume/idem"
+	"github.com/txconsume/txconsume/txconsume/outbox"
 )
 
 func TestMain(m *testing.M) {
@@ -69,21 +70,29 @@ func TestCLI(t *testing.T) {
 		r := cli(t, "migrate", "status", "-dsn", dsn)
 		require.Equal(t, 0, r.code, r.stderr)
 		require.Contains(t, r.stdout, "pending  00001 00001_txconsume_dedup.sql")
-		require.Contains(t, r.stdout, "0 applied, 2 pending")
+		require.Contains(t, r.stdout, "0 applied, 3 pending")
 
 		r = cli(t, "migrate", "up", "-dsn", dsn)
 		require.Equal(t, 0, r.code, r.stderr)
 		require.Contains(t, r.stdout, "applied  00002 00002_txconsume_idem.sql")
+		require.Contains(t, r.stdout, "applied  00003 00003_txconsume_outbox.sql")
 		require.Equal(t, 1, count(t, db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'txconsume_idem'"))
+		require.Equal(t, 2, count(t, db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE 'txconsume_outbox%'"))
 
 		r = cli(t, "migrate", "-dsn", dsn, "status") // flags before the action work too
 		require.Equal(t, 0, r.code, r.stderr)
-		require.Contains(t, r.stdout, "2 applied, 0 pending")
+		require.Contains(t, r.stdout, "3 applied, 0 pending")
+
+		r = cli(t, "migrate", "down", "-dsn", dsn)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Contains(t, r.stdout, "rolled back 00003_txconsume_outbox.sql")
+		require.Contains(t, r.stdout, "2 applied, 1 pending")
+		require.Equal(t, 0, count(t, db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE 'txconsume_outbox%'"))
 
 		r = cli(t, "migrate", "down", "-dsn", dsn)
 		require.Equal(t, 0, r.code, r.stderr)
 		require.Contains(t, r.stdout, "rolled back 00002_txconsume_idem.sql")
-		require.Contains(t, r.stdout, "1 applied, 1 pending")
+		require.Contains(t, r.stdout, "1 applied, 2 pending")
 		require.Equal(t, 0, count(t, db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'txconsume_idem'"))
 
 		require.Equal(t, 0, cli(t, "migrate", "down", "-dsn", dsn).code)
@@ -281,6 +290,47 @@ func TestCLI(t *testing.T) {
 		require.Contains(t, r.stderr, "nothing deleted")
 	})
 
+	t.Run("outbox status shows the backlog per topic and fails past -max-age", func(t *testing.T) {
+		dsn, db := setup(t, true)
+		r := cli(t, "outbox", "status", "-dsn", dsn)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Equal(t, "the outbox is empty\n", r.stdout)
+
+		tx, err := sqlx.NewDb(db, "mysql").Beginx()
+		require.NoError(t, err)
+		msg := func(topic string) outbox.Message { return outbox.Message{Topic: topic, Body: []byte("x")} }
+		require.NoError(t, outbox.Enqueue(ctx, tx, msg("orders"), msg("orders"), msg("payments")))
+		require.NoError(t, tx.Commit())
+		exec(t, db, "UPDATE txconsume_outbox SET created_at = UTC_TIMESTAMP(6) - INTERVAL 90 SECOND WHERE topic = 'orders'")
+		exec(t, db, "UPDATE txconsume_outbox SET sent_at = UTC_TIMESTAMP(6) WHERE topic = 'payments'")
+
+		r = cli(t, "outbox", "status", "-dsn", dsn)
+		require.Equal(t, 0, r.code, r.stderr)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		require.Len(t, lines, 3, r.stdout)
+		require.Equal(t, []string{"TOPIC", "PENDING", "OLDEST", "PENDING", "KEPT"}, strings.Fields(lines[0]))
+		orders := strings.Fields(lines[1])
+		require.Equal(t, "orders", orders[0])
+		require.Equal(t, "2", orders[1])
+		age, err := time.ParseDuration(orders[2])
+		require.NoError(t, err)
+		require.InDelta(t, 90*time.Second, age, float64(30*time.Second))
+		require.Equal(t, "0", orders[3])
+		require.Equal(t, []string{"payments", "0", "0s", "1"}, strings.Fields(lines[2]))
+
+		r = cli(t, "outbox", "status", "-dsn", dsn, "-max-age", "1m")
+		require.Equal(t, 1, r.code)
+		require.Contains(t, r.stderr, "pending messages older than 1m0s in 1 topic(s): [orders]")
+		require.Equal(t, 0, cli(t, "outbox", "status", "-dsn", dsn, "-max-age", "5m").code)
+	})
+
+	t.Run("outbox status without the schema says what to do", func(t *testing.T) {
+		dsn, _ := setup(t, false)
+		r := cli(t, "outbox", "status", "-dsn", dsn)
+		require.Equal(t, 1, r.code)
+		require.Contains(t, r.stderr, "txconsume migrate up")
+	})
+
 	t.Run("bad usage exits 2 with a message", func(t *testing.T) {
 		t.Setenv(envDSN, "")
 		t.Setenv(envRedis, "")
@@ -304,6 +354,9 @@ func TestCLI(t *testing.T) {
 			{[]string{"release", "-group", "g", "-key", "k", "-store", "disk"}, `unknown -store "disk"`},
 			{[]string{"release", "-group", "g", "-key", "k", "-store", "redis"}, "no Redis: set -redis or TXCONSUME_REDIS_ADDR"},
 			{[]string{"forget", "-group", "g", "-key", "k"}, "add -yes to confirm"},
+			{[]string{"outbox"}, "want: txconsume outbox status"},
+			{[]string{"outbox", "list"}, "want: txconsume outbox status"},
+			{[]string{"outbox", "status", "-max-age", "-1s"}, "-max-age must not be negative"},
 		} {
 			r := cli(t, tc.args...)
 			require.Equal(t, 2, r.code, "%v: %s", tc.args, r.stderr)

@@ -11,6 +11,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
 	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/internal/rocketprop"
 	"github.com/txconsume/txconsume/txconsume/rmq/internal/remoting"
 )
 
@@ -227,7 +228,7 @@ func ReplayMessage(m *primitive.MessageExt) (*primitive.Message, error) {
 	out := primitive.NewMessage(topic, append([]byte(nil), m.Body...))
 	id := FromMessageExt(m).ID
 	for k, v := range m.GetProperties() {
-		if _, reserved := reservedProperties[k]; reserved {
+		if rocketprop.Reserved(k) {
 			continue
 		}
 		out.WithProperty(k, v)

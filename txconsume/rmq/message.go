@@ -7,6 +7,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
 	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/internal/rocketprop"
 )
 
 // FromMessageExt converts a delivered RocketMQ message to a txconsume.Message.
@@ -48,7 +49,7 @@ func FromMessageExt(m *primitive.MessageExt) *txconsume.Message {
 		msg.BornAt = time.UnixMilli(m.BornTimestamp)
 	}
 	for k, v := range props {
-		if _, reserved := reservedProperties[k]; reserved {
+		if rocketprop.Reserved(k) {
 			continue
 		}
 		if msg.Properties == nil {
@@ -57,56 +58,4 @@ func FromMessageExt(m *primitive.MessageExt) *txconsume.Message {
 		msg.Properties[k] = v
 	}
 	return msg
-}
-
-// reservedProperties are the property names the client and the broker use for themselves
-// (rocketmq-client-go primitive/message.go, plus broker-side names seen on delivered messages).
-var reservedProperties = map[string]struct{}{
-	primitive.PropertyKeys:                           {},
-	primitive.PropertyTags:                           {},
-	primitive.PropertyWaitStoreMsgOk:                 {},
-	primitive.PropertyDelayTimeLevel:                 {},
-	primitive.PropertyRetryTopic:                     {},
-	primitive.PropertyTimerDeliverMS:                 {},
-	primitive.PropertyRealTopic:                      {},
-	primitive.PropertyRealQueueId:                    {},
-	primitive.PropertyTransactionPrepared:            {},
-	primitive.PropertyProducerGroup:                  {},
-	primitive.PropertyMinOffset:                      {},
-	primitive.PropertyMaxOffset:                      {},
-	primitive.PropertyBuyerId:                        {},
-	primitive.PropertyOriginMessageId:                {},
-	primitive.PropertyTransferFlag:                   {},
-	primitive.PropertyCorrectionFlag:                 {},
-	primitive.PropertyMQ2Flag:                        {},
-	primitive.PropertyReconsumeTime:                  {},
-	primitive.PropertyMsgRegion:                      {},
-	primitive.PropertyTraceSwitch:                    {},
-	primitive.PropertyUniqueClientMessageIdKeyIndex:  {},
-	primitive.PropertyMaxReconsumeTimes:              {},
-	primitive.PropertyConsumeStartTime:               {},
-	primitive.PropertyTranscationPreparedQueueOffset: {},
-	primitive.PropertyTranscationCheckTimes:          {},
-	primitive.PropertyCheckImmunityTimeInSeconds:     {},
-	primitive.PropertyShardingKey:                    {},
-	primitive.PropertyTransactionID:                  {},
-	primitive.PropertyCorrelationID:                  {},
-	primitive.PropertyMessageReplyToClient:           {},
-	primitive.PropertyMessageTTL:                     {},
-	primitive.PropertyReplyMessageArriveTime:         {},
-	primitive.PropertyMsgType:                        {},
-	primitive.PropertyCluster:                        {},
-	// Set by the broker (MessageConst in the Java code base).
-	"TIMER_OUT_MS":          {},
-	"TIMER_ENQUEUE_MS":      {},
-	"TIMER_DEQUEUE_MS":      {},
-	"TIMER_ROLL_TIMES":      {},
-	"TIMER_DELAY_LEVEL":     {},
-	"TIMER_DEL_UNIQKEY":     {},
-	"TIMER_DELAY_SEC":       {},
-	"INNER_NUM":             {},
-	"INNER_BASE":            {},
-	"TRACE_CONTEXT":         {},
-	"DLQ_ORIGIN_TOPIC":      {},
-	"DLQ_ORIGIN_MESSAGE_ID": {},
 }

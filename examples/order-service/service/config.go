@@ -1,5 +1,8 @@
-// Package service is the order service: it consumes order-paid events from RocketMQ and applies
-// each payment exactly once to MySQL with txconsume. cmd/order-service is its command line.
+// Package service runs the example's services. The order service consumes order-paid events
+// from RocketMQ and applies each payment exactly once to MySQL with txconsume; with a shipped
+// topic it also emits an order-shipped event per payment through the outbox and relays it. The
+// shipping service (ModeShipping) consumes those events exactly once. cmd/order-service and
+// cmd/shipping-service are their command lines.
 package service
 
 import (
@@ -16,6 +19,9 @@ const (
 	// ModeNaive consumes with the article's "SELECT, then apply if not paid" check and no
 	// library, to show what it lets through. Never use it for real.
 	ModeNaive = "naive"
+	// ModeShipping is the shipping service: it consumes order-shipped events and records a
+	// shipment for each, exactly once.
+	ModeShipping = "shipping"
 )
 
 // Config configures the service. Zero fields take the documented defaults.
@@ -24,12 +30,20 @@ type Config struct {
 	MySQLDSN string
 	// NameServers are the RocketMQ name server addresses (host:port). Required.
 	NameServers []string
-	// Topic is the topic of order-paid events. Default "order-paid".
+	// Topic is the topic consumed: order-paid events, or order-shipped events in ModeShipping.
+	// Default "order-paid" ("order-shipped" in ModeShipping).
 	Topic string
+	// ShippedTopic, when set, makes the order service (ModeTxconsume) enqueue an order-shipped
+	// event on this topic in every payment's transaction (outbox.Enqueue) and run an outbox
+	// relay that publishes them. The topic must exist. Default "": no events.
+	ShippedTopic string
+	// OutboxRetention keeps the relayed events in the outbox table for this long (an audit
+	// trail; the demo counts them there). Default 0: deleted within a second of being sent.
+	OutboxRetention time.Duration
 	// Group is the consumer group; deduplication records are kept per group. Default
-	// "order-service".
+	// "order-service" ("shipping-service" in ModeShipping).
 	Group string
-	// Mode is ModeTxconsume (default) or ModeNaive.
+	// Mode is ModeTxconsume (default), ModeNaive or ModeShipping.
 	Mode string
 	// Goroutines is how many deliveries are processed at once. Default 20.
 	Goroutines int
@@ -52,9 +66,15 @@ type Config struct {
 func (c *Config) setDefaults() error {
 	if c.Topic == "" {
 		c.Topic = "order-paid"
+		if c.Mode == ModeShipping {
+			c.Topic = "order-shipped"
+		}
 	}
 	if c.Group == "" {
 		c.Group = "order-service"
+		if c.Mode == ModeShipping {
+			c.Group = "shipping-service"
+		}
 	}
 	if c.Mode == "" {
 		c.Mode = ModeTxconsume
@@ -73,8 +93,12 @@ func (c *Config) setDefaults() error {
 		return errors.New("service: a MySQL DSN is required")
 	case len(c.NameServers) == 0:
 		return errors.New("service: a RocketMQ name server is required")
-	case c.Mode != ModeTxconsume && c.Mode != ModeNaive:
-		return fmt.Errorf("service: mode %q is neither %q nor %q", c.Mode, ModeTxconsume, ModeNaive)
+	case c.Mode != ModeTxconsume && c.Mode != ModeNaive && c.Mode != ModeShipping:
+		return fmt.Errorf("service: mode %q is not %q, %q or %q", c.Mode, ModeTxconsume, ModeNaive, ModeShipping)
+	case c.ShippedTopic != "" && c.Mode != ModeTxconsume:
+		return fmt.Errorf("service: a shipped topic needs mode %q", ModeTxconsume)
+	case c.OutboxRetention < 0:
+		return errors.New("service: the outbox retention must not be negative")
 	case c.Goroutines < 1:
 		return fmt.Errorf("service: goroutines must be at least 1, not %d", c.Goroutines)
 	}

@@ -48,12 +48,30 @@ func HandlePaid(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error 
 	return nil
 }
 
-// NewProcessor returns the processor of the service: HandlePaid, deduplicated by the order
-// number (the message's first key) rather than by message id, so that a payment published twice
-// under two message ids is still applied once. Every result is reported to stats, and to the
-// further hooks given (the service's metrics).
-func NewProcessor(db *sqlx.DB, group string, stats *Stats, more ...txconsume.Hooks) (*txconsume.Processor, error) {
-	return txconsume.New(db, group, HandlePaid,
+// HandlePaidAndShip returns the handler of an order service that ships what is paid: HandlePaid,
+// then the order's order-shipped event enqueued on shippedTopic through the outbox, in the same
+// transaction. The payment, the dedup record and the event commit together or not at all, so
+// each order's event is published once it is paid, and never for a payment rolled back or
+// recognised as a duplicate.
+func HandlePaidAndShip(shippedTopic string) txconsume.Handler {
+	return func(ctx context.Context, tx *sqlx.Tx, msg *txconsume.Message) error {
+		if err := HandlePaid(ctx, tx, msg); err != nil {
+			return err
+		}
+		return order.EnqueueShippedTx(ctx, tx, shippedTopic, msg.Keys[0]) // HandlePaid checked Keys[0]
+	}
+}
+
+// NewProcessor returns the processor of the order service: HandlePaid (HandlePaidAndShip when
+// shippedTopic is set), deduplicated by the order number (the message's first key) rather than
+// by message id, so that a payment published twice under two message ids is still applied once.
+// Every result is reported to stats, and to the further hooks given (the service's metrics).
+func NewProcessor(db *sqlx.DB, group, shippedTopic string, stats *Stats, more ...txconsume.Hooks) (*txconsume.Processor, error) {
+	h := HandlePaid
+	if shippedTopic != "" {
+		h = HandlePaidAndShip(shippedTopic)
+	}
+	return txconsume.New(db, group, h,
 		txconsume.WithKeyFunc(txconsume.KeyByFirstKey),
 		txconsume.WithLogger(stats.processorLog()),
 		txconsume.WithHooks(chainHooks(append(more, txconsume.Hooks{OnResult: stats.OnResult})...)))

@@ -41,7 +41,7 @@ func setup(t *testing.T) (*sqlx.DB, *txconsume.Processor) {
 	}
 	require.NoError(t, order.CreateOrders(ctx, db, list))
 	require.NoError(t, order.SetStock(ctx, db, "SKU-A", 100))
-	p, err := service.NewProcessor(db, "order-service", service.NewStats(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	p, err := service.NewProcessor(db, "order-service", "", service.NewStats(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	return db, p
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/txconsume/txconsume/examples/order-service/order"
+	"github.com/txconsume/txconsume/examples/order-service/shipping"
 	"github.com/txconsume/txconsume/migrations"
 	"github.com/txconsume/txconsume/txconsume"
 	"github.com/txconsume/txconsume/txconsume/rmq"
@@ -46,12 +47,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Both sets of migrations take a MySQL named lock, so every instance may run them at start.
 	migrateCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if cfg.Mode == ModeTxconsume {
+	if cfg.Mode != ModeNaive {
 		if err := migrations.Up(migrateCtx, db.DB); err != nil {
 			return err
 		}
 	}
-	if err := order.Migrate(migrateCtx, db.DB); err != nil {
+	migrate := order.Migrate
+	if cfg.Mode == ModeShipping {
+		migrate = shipping.Migrate
+	}
+	if err := migrate(migrateCtx, db.DB); err != nil {
 		return err
 	}
 	cancel()
@@ -73,6 +78,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The relay starts before the consumer (which enqueues) and stops after it, so that it is
+	// there for the last transactions' events; what it has not sent when it stops stays in the
+	// table for the next start.
+	relayFailed := make(<-chan error) // never ready without a relay
+	if cfg.ShippedTopic != "" {
+		r, err := startRelay(ctx, db, cfg, stats, libLog)
+		if err != nil {
+			return err
+		}
+		defer r.stop()
+		relayFailed = r.failed
+	}
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("service: start consumer: %w", err)
 	}
@@ -88,9 +105,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
+	statsCtx, stopStats := context.WithCancel(ctx)
+	defer stopStats()
 	var wg sync.WaitGroup
-	wg.Go(func() { stats.logEvery(ctx, cfg.StatsInterval) })
-	<-ctx.Done()
+	wg.Go(func() { stats.logEvery(statsCtx, cfg.StatsInterval) })
+	var relayErr error
+	select {
+	case <-ctx.Done():
+	case relayErr = <-relayFailed:
+		log.Error("the outbox relay stopped; shutting down", "error", relayErr)
+	}
+	stopStats()
 	wg.Wait()
 
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
@@ -105,6 +130,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("service: shutdown: %w", err)
 	}
+	if relayErr != nil {
+		return fmt.Errorf("service: outbox relay: %w", relayErr)
+	}
 	return nil
 }
 
@@ -115,7 +143,15 @@ type intake interface {
 }
 
 func newTxconsumeConsumer(db *sqlx.DB, cfg Config, stats *Stats, log *slog.Logger, hooks ...txconsume.Hooks) (*rmq.Consumer, error) {
-	p, err := NewProcessor(db, cfg.Group, stats, hooks...)
+	var p *txconsume.Processor
+	var err error
+	tag := order.TagPaid
+	if cfg.Mode == ModeShipping {
+		p, err = NewShippingProcessor(db, cfg.Group, stats, hooks...)
+		tag = order.TagShipped
+	} else {
+		p, err = NewProcessor(db, cfg.Group, cfg.ShippedTopic, stats, hooks...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +162,7 @@ func newTxconsumeConsumer(db *sqlx.DB, cfg Config, stats *Stats, log *slog.Logge
 	return rmq.NewConsumer(p, // the group is the processor's
 		rmq.WithNameServers(cfg.NameServers...),
 		rmq.WithConsumeFromWhere(from),
-		rmq.WithSubscription(cfg.Topic, order.TagPaid),
+		rmq.WithSubscription(cfg.Topic, tag),
 		rmq.WithGoroutines(cfg.Goroutines),
 		// A failed delivery (lost connection, lock wait timeout) comes back after 1s rather
 		// than the broker's 10s.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txconsume/txconsume/txconsume"
+	"github.com/txconsume/txconsume/txconsume/outbox"
 )
 
 // Stats counts the results of deliveries and logs one "consumed" record (Debug) per delivery.
@@ -69,6 +70,17 @@ func (s *Stats) Record(ctx context.Context, result string, msg *txconsume.Messag
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "consumed", attrs...)
+}
+
+// OnSend is an outbox.Hooks.OnSend: at debug level it logs one "relayed" record per send of the
+// outbox relay that the broker stored (messages: how many, copies sent again after a crash
+// included). The demo reads those records.
+func (s *Stats) OnSend(ctx context.Context, send outbox.Send) {
+	if send.Err != nil || !s.log.Enabled(ctx, slog.LevelDebug) {
+		return // the relay logs failed sends itself
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "relayed", slog.String("topic", send.Topic),
+		slog.Int("messages", len(send.IDs)), slog.Duration("elapsed", send.Duration))
 }
 
 // LogTotals logs the counters at Info.

@@ -1,13 +1,16 @@
 // Command demo runs the order service end to end and proves exactly-once effects by counting them.
 //
-// It creates a topic and two databases (order_demo for the service, order_demo_naive for the
-// naive consumer), builds and starts cmd/order-service as child processes, publishes one
-// order-paid event per order plus injected duplicates (re-sends with the same UNIQ_KEY and
-// re-sends of the same order under a new message id), SIGKILLs the service midway and starts it
-// again, waits until both consumers have drained the topic, stops them with SIGTERM and checks the
-// databases: every order paid once, stock taken once per order, one ledger row per order.
-// It prints a closing table and exits with status 1 on any mismatch (2 if the run could not be
-// carried out).
+// It creates two topics (order-paid, order-shipped) and three databases (order_demo for the
+// service, order_demo_naive for the naive consumer, order_demo_shipping for the shipping
+// service), builds and starts cmd/order-service and cmd/shipping-service as child processes,
+// publishes one order-paid event per order plus injected duplicates (re-sends with the same
+// UNIQ_KEY and re-sends of the same order under a new message id), SIGKILLs the order service
+// (and the outbox relay running in it) midway and starts it again, and SIGKILLs the shipping
+// service midway too. It waits until every consumer has drained its topic, stops them with
+// SIGTERM and checks the databases: every order paid once, stock taken once per order, one
+// ledger row per order, one order-shipped event per order in the outbox, all relayed, and one
+// shipment per order. It prints closing tables and exits with status 1 on any mismatch (2 if the
+// run could not be carried out).
 //
 // Run it from the repository with services up:
 //
@@ -20,8 +23,8 @@
 //	-namesrv    (TXCONSUME_ROCKETMQ_NAMESRV)   RocketMQ name server, host:port
 //	-broker     (TXCONSUME_ROCKETMQ_BROKER)    broker address for creating the topic; default: the
 //	                                           name server's host, port 10911
-//	-orders 2000, -same-id 0.15, -new-id 0.15, -kills 1, -naive=true, -timeout 3m, -seed 1,
-//	-db order_demo, -keep-topic=false
+//	-orders 2000, -same-id 0.15, -new-id 0.15, -kills 1, -shipping-kills 1, -naive=true,
+//	-timeout 3m, -seed 1, -db order_demo, -keep-topic=false
 package main
 
 import (
@@ -64,13 +67,14 @@ func parseFlags() (*options, error) {
 	fs.StringVar(&o.dsn, "mysql-dsn", os.Getenv("TXCONSUME_MYSQL_DSN"), "MySQL DSN of the server (env TXCONSUME_MYSQL_DSN)")
 	fs.StringVar(&o.namesrv, "namesrv", os.Getenv("TXCONSUME_ROCKETMQ_NAMESRV"), "RocketMQ name server (env TXCONSUME_ROCKETMQ_NAMESRV)")
 	fs.StringVar(&o.broker, "broker", os.Getenv("TXCONSUME_ROCKETMQ_BROKER"), "broker address for topic creation (env TXCONSUME_ROCKETMQ_BROKER; default: name server host, port 10911)")
-	fs.StringVar(&o.dbName, "db", "order_demo", "database of the service, recreated; the naive consumer uses <db>_naive")
+	fs.StringVar(&o.dbName, "db", "order_demo", "database of the service, recreated; the naive consumer uses <db>_naive, the shipping service <db>_shipping")
 	fs.BoolVar(&o.naive, "naive", true, "also run the naive SELECT-then-apply consumer on the same traffic")
-	fs.BoolVar(&o.keepTopic, "keep-topic", false, "keep the run's topic on the broker")
+	fs.BoolVar(&o.keepTopic, "keep-topic", false, "keep the run's topics on the broker")
 	fs.IntVar(&o.cfg.Orders, "orders", 2000, "orders, one payment event each")
 	fs.Float64Var(&o.cfg.SameIDResends, "same-id", 0.15, "fraction of events re-sent with the same UNIQ_KEY")
 	fs.Float64Var(&o.cfg.NewIDResends, "new-id", 0.15, "fraction of events re-sent under a new message id")
-	fs.IntVar(&o.cfg.Kills, "kills", 1, "times the service is SIGKILLed and restarted (0: none)")
+	fs.IntVar(&o.cfg.Kills, "kills", 1, "times the order service (and its relay) is SIGKILLed and restarted (0: none)")
+	fs.IntVar(&o.cfg.ShippingKills, "shipping-kills", 1, "times the shipping service is SIGKILLed and restarted (0: none)")
 	fs.DurationVar(&o.cfg.Timeout, "timeout", 3*time.Minute, "how long to wait for the consumers to drain")
 	fs.Uint64Var(&o.cfg.Seed, "seed", 1, "seed for choosing the duplicated orders")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -82,6 +86,9 @@ func parseFlags() (*options, error) {
 	}
 	if o.cfg.Kills == 0 {
 		o.cfg.Kills = -1 // Config: 0 means the default (1)
+	}
+	if o.cfg.ShippingKills == 0 {
+		o.cfg.ShippingKills = -1
 	}
 	if o.broker == "" {
 		host, _, err := net.SplitHostPort(strings.Split(o.namesrv, ";")[0])
@@ -122,18 +129,24 @@ func runDemo(ctx context.Context, o *options) (*demo.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Printf("building order-service into %s\n", logDir)
-	bin, err := demo.BuildService(ctx, logDir)
-	if err != nil {
+	cfg := o.cfg
+	fmt.Printf("building order-service and shipping-service into %s\n", logDir)
+	if cfg.ServiceBin, err = demo.BuildService(ctx, logDir); err != nil {
 		return nil, err
 	}
-
-	cfg := o.cfg
-	cfg.ServiceBin, cfg.LogDir, cfg.NameServer = bin, logDir, o.namesrv
+	if cfg.ShippingBin, err = demo.BuildShippingService(ctx, logDir); err != nil {
+		return nil, err
+	}
+	cfg.LogDir, cfg.NameServer = logDir, o.namesrv
 	cfg.Progress, cfg.Live = os.Stdout, isTerminal(os.Stdout)
 	cfg.Topic = "order-paid-" + stamp
 	cfg.Group = "order-service-" + stamp
+	cfg.ShippedTopic = "order-shipped-" + stamp
+	cfg.ShippingGroup = "shipping-service-" + stamp
 	if cfg.MySQLDSN, err = recreateDatabase(ctx, o.dsn, o.dbName); err != nil {
+		return nil, err
+	}
+	if cfg.ShippingDSN, err = recreateDatabase(ctx, o.dsn, o.dbName+"_shipping"); err != nil {
 		return nil, err
 	}
 	if o.naive {
@@ -142,12 +155,14 @@ func runDemo(ctx context.Context, o *options) (*demo.Report, error) {
 			return nil, err
 		}
 	}
-	fmt.Printf("creating topic %s on %s\n", cfg.Topic, o.broker)
-	if err := createTopic(ctx, o.namesrv, o.broker, cfg.Topic, 4); err != nil {
-		return nil, err
-	}
-	if !o.keepTopic {
-		defer deleteTopic(o.namesrv, o.broker, cfg.Topic)
+	for _, topic := range []string{cfg.Topic, cfg.ShippedTopic} {
+		fmt.Printf("creating topic %s on %s\n", topic, o.broker)
+		if err := createTopic(ctx, o.namesrv, o.broker, topic, 4); err != nil {
+			return nil, err
+		}
+		if !o.keepTopic {
+			defer deleteTopic(o.namesrv, o.broker, topic)
+		}
 	}
 	return demo.Run(ctx, cfg)
 }

@@ -1,6 +1,8 @@
 // Package demo drives the order-service demo: it seeds orders, runs the service (and the naive
 // consumer) as child processes, publishes order-paid events with injected duplicates, SIGKILLs
-// the service midway, waits until everything is consumed and counts the effects in MySQL.
+// the service midway, waits until everything is consumed and counts the effects in MySQL. The
+// order service emits an order-shipped event per payment through its outbox and relay, and the
+// shipping service, SIGKILLed midway too, consumes them: the counts cover that chain as well.
 package demo
 
 import (
@@ -11,17 +13,23 @@ import (
 
 // Config is one demo run. The caller creates the databases and the topic; Run does the rest.
 type Config struct {
-	// ServiceBin is the order-service binary (see BuildService).
-	ServiceBin string
+	// ServiceBin is the order-service binary (see BuildService), ShippingBin the
+	// shipping-service binary (see BuildShippingService).
+	ServiceBin, ShippingBin string
 	// MySQLDSN selects the database of the txconsume service.
 	MySQLDSN string
 	// NaiveDSN selects a separate database for the naive consumer; empty disables it.
 	NaiveDSN string
+	// ShippingDSN selects the shipping service's database, another one.
+	ShippingDSN string
 	// NameServer is the RocketMQ namesrv address (host:port).
 	NameServer string
 	// Topic carries the order-paid events; it must exist. Group and NaiveGroup are the consumer
 	// groups of the two services.
 	Topic, Group, NaiveGroup string
+	// ShippedTopic carries the order-shipped events that the order service emits through its
+	// outbox; it must exist. ShippingGroup is the shipping service's consumer group.
+	ShippedTopic, ShippingGroup string
 
 	// Orders is the number of orders, each paid by one event. Default 2000.
 	Orders int
@@ -30,8 +38,12 @@ type Config struct {
 	// message with a new UNIQ_KEY (an upstream that re-publishes a payment). Defaults 0.15 each.
 	SameIDResends, NewIDResends float64
 	// Kills is how many times the service is SIGKILLed and restarted, evenly spread over the
-	// orders applied. Default 1; negative means none.
+	// orders applied. Its outbox relay runs in it and dies with it. Default 1; negative means
+	// none.
 	Kills int
+	// ShippingKills is the same for the shipping service, spread over the shipments applied.
+	// Default 1; negative means none.
+	ShippingKills int
 	// Seed makes the choice of duplicated orders reproducible. Default 1.
 	Seed uint64
 	// Timeout bounds waiting for the consumers to drain. Default 3 minutes.
@@ -39,7 +51,8 @@ type Config struct {
 	// Quiet is how long no delivery may arrive before a consumer counts as drained. Default 3s.
 	Quiet time.Duration
 
-	// LogDir receives the services' logs (order-service.log, naive.log). Required.
+	// LogDir receives the services' logs (order-service.log, naive.log, shipping-service.log).
+	// Required.
 	LogDir string
 	// Progress receives the progress line; nil means none. Live rewrites one line with
 	// carriage returns (for a terminal) instead of printing a line every few seconds.
@@ -63,6 +76,12 @@ func (c *Config) setDefaults() error {
 	if c.Kills < 0 {
 		c.Kills = 0
 	}
+	if c.ShippingKills == 0 {
+		c.ShippingKills = 1
+	}
+	if c.ShippingKills < 0 {
+		c.ShippingKills = 0
+	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -73,12 +92,14 @@ func (c *Config) setDefaults() error {
 		c.Quiet = 3 * time.Second
 	}
 	switch {
-	case c.ServiceBin == "":
-		return errors.New("demo: ServiceBin is required")
+	case c.ServiceBin == "" || c.ShippingBin == "":
+		return errors.New("demo: ServiceBin and ShippingBin are required")
 	case c.MySQLDSN == "":
 		return errors.New("demo: MySQLDSN is required")
 	case c.NameServer == "" || c.Topic == "" || c.Group == "":
 		return errors.New("demo: NameServer, Topic and Group are required")
+	case c.ShippingDSN == "" || c.ShippedTopic == "" || c.ShippingGroup == "":
+		return errors.New("demo: ShippingDSN, ShippedTopic and ShippingGroup are required")
 	case c.NaiveDSN != "" && c.NaiveGroup == "":
 		return errors.New("demo: NaiveGroup is required with NaiveDSN")
 	case c.LogDir == "":

@@ -82,3 +82,34 @@ func (p *plan) seed(ctx context.Context, db *sqlx.DB) error {
 	}
 	return nil
 }
+
+// ordersPaid returns the settled check of a consumer of the plan's payments: every order paid,
+// every message sent reported consumed.
+func (p *plan) ordersPaid(db *sqlx.DB) func(context.Context) (map[string]int, bool, error) {
+	return func(ctx context.Context) (map[string]int, bool, error) {
+		paid, err := paidOrders(ctx, db)
+		return p.copies, paid == len(p.orders), err
+	}
+}
+
+// ordersShipped returns the settled check of the shipping service: the order service's outbox
+// holds one event per order and has sent them all, the shipping database has a shipment for
+// every order, and every event must be reported consumed (at least once).
+func (p *plan) ordersShipped(orders, ships *sqlx.DB) func(context.Context) (map[string]int, bool, error) {
+	return func(ctx context.Context) (map[string]int, bool, error) {
+		events, err := outboxEvents(ctx, orders)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, e := range events {
+			if !e.Sent {
+				return nil, false, nil
+			}
+		}
+		var shipped int
+		if err := ships.GetContext(ctx, &shipped, "SELECT COUNT(DISTINCT order_no) FROM shipments"); err != nil {
+			return nil, false, err
+		}
+		return idCopies(events), len(events) == len(p.orders) && shipped == len(p.orders), nil
+	}
+}

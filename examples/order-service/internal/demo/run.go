@@ -4,19 +4,21 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // the MySQL driver for database/sql
 	"github.com/jmoiron/sqlx"
 )
 
-// consumerRun is one of the two consumers of a run, with its database.
+// consumerRun is one of the consumers of a run, with its database.
 type consumerRun struct {
 	svc       *service
 	db        *sqlx.DB
 	group     string
 	drainedAt time.Time // zero until drained
+	// settled reports whether the database shows every effect the run must have, and the
+	// copies of each message (by UNIQ_KEY) that the service must have reported consumed.
+	settled func(ctx context.Context) (copies map[string]int, ok bool, err error)
 }
 
 // Run executes the demo described by cfg and returns its report. An error means the run could not
@@ -30,20 +32,34 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	prog := newProgress(cfg.Progress, cfg.Live)
 	defer prog.done()
 
-	lib, err := openConsumer(ctx, &cfg, pl, "order-service", cfg.MySQLDSN, cfg.Group, "txconsume")
+	lib, err := openConsumer(ctx, &cfg, "order-service", cfg.ServiceBin, cfg.MySQLDSN, cfg.Group, cfg.Topic, pl.seed,
+		"-mode", "txconsume", "-shipped-topic", cfg.ShippedTopic,
+		// Relayed events stay in the outbox table, marked sent, so that they can be counted.
+		"-outbox-retention", "1h")
 	if err != nil {
 		return nil, err
 	}
 	defer lib.close()
+	lib.settled = pl.ordersPaid(lib.db)
+	lib.svc.relays = true
 	var naive *consumerRun
 	if cfg.NaiveDSN != "" {
-		if naive, err = openConsumer(ctx, &cfg, pl, "naive", cfg.NaiveDSN, cfg.NaiveGroup, "naive"); err != nil {
+		if naive, err = openConsumer(ctx, &cfg, "naive", cfg.ServiceBin, cfg.NaiveDSN, cfg.NaiveGroup, cfg.Topic, pl.seed,
+			"-mode", "naive"); err != nil {
 			return nil, err
 		}
 		defer naive.close()
+		naive.settled = pl.ordersPaid(naive.db)
 	}
+	ship, err := openConsumer(ctx, &cfg, "shipping-service", cfg.ShippingBin, cfg.ShippingDSN, cfg.ShippingGroup, cfg.ShippedTopic, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer ship.close()
+	ship.settled = pl.ordersShipped(lib.db, ship.db)
+	consumers := []*consumerRun{lib, naive, ship}
 	prog.event("seeded %d orders; starting the services (logs in %s)", len(pl.orders), cfg.LogDir)
-	for _, c := range []*consumerRun{lib, naive} {
+	for _, c := range consumers {
 		if c == nil {
 			continue
 		}
@@ -64,45 +80,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- pub.publish(runCtx, cfg.Topic, pl) }()
 
-	// The killer SIGKILLs the service each time another 1/(Kills+1) of the orders is applied,
-	// and starts it again at once.
-	var (
-		killsMu sync.Mutex
-		kills   []Kill
-		killErr = make(chan error, 1)
-	)
-	killsDone := make(chan struct{})
-	go func() {
-		defer close(killsDone)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for k := 1; k <= cfg.Kills; k++ {
-			at := k * len(pl.orders) / (cfg.Kills + 1)
-			for lib.svc.tally.snapshot().Applied < at {
-				select {
-				case <-runCtx.Done():
-					return
-				case <-tick.C:
-				}
-			}
-			applied := lib.svc.tally.snapshot().Applied
-			if err := lib.svc.kill(); err != nil {
-				killErr <- err
-				return
-			}
-			prog.event("SIGKILL order-service after %d applied; restarting it", applied)
-			down := time.Now()
-			if err := lib.svc.start(runCtx); err != nil {
-				killErr <- err
-				return
-			}
-			kill := Kill{AfterApplied: applied, Downtime: time.Since(down)}
-			killsMu.Lock()
-			kills = append(kills, kill)
-			killsMu.Unlock()
-			prog.event("order-service consuming again after %s", kill.Downtime.Round(time.Millisecond))
-		}
-	}()
+	// The killers SIGKILL the order service (and its relay with it) and the shipping service
+	// midway, and start them again at once.
+	libKiller := startKiller(runCtx, lib.svc, cfg.Kills, len(pl.orders), prog)
+	shipKiller := startKiller(runCtx, ship.svc, cfg.ShippingKills, len(pl.orders), prog)
 
 	var (
 		published  bool
@@ -121,7 +102,9 @@ wait:
 			}
 			published, pubElapsed = true, time.Since(start)
 			prog.event("published %d messages in %s", pub.sent.Load(), pubElapsed.Round(time.Millisecond))
-		case err := <-killErr:
+		case err := <-libKiller.err:
+			return nil, err
+		case err := <-shipKiller.err:
 			return nil, err
 		case <-deadline:
 			timedOut = true
@@ -130,16 +113,16 @@ wait:
 			return nil, ctx.Err()
 		case <-tick.C:
 		}
-		prog.status(statusLine(pub.sent.Load(), pl.messages, lib, naive), false)
-		if !published || !closed(killsDone) {
+		prog.status(statusLine(pub.sent.Load(), pl.messages, consumers), false)
+		if !published || !closed(libKiller.done) || !closed(shipKiller.done) {
 			continue
 		}
 		all := true
-		for _, c := range []*consumerRun{lib, naive} {
+		for _, c := range consumers {
 			if c == nil || !c.drainedAt.IsZero() {
 				continue
 			}
-			ok, err := c.drained(ctx, pl, cfg.Quiet)
+			ok, err := c.drained(ctx, cfg.Quiet)
 			if err != nil {
 				return nil, err
 			}
@@ -154,10 +137,11 @@ wait:
 			break
 		}
 	}
-	prog.status(statusLine(pub.sent.Load(), pl.messages, lib, naive), true)
+	prog.status(statusLine(pub.sent.Load(), pl.messages, consumers), true)
 	prog.done()
 	cancel()
-	<-killsDone
+	<-libKiller.done
+	<-shipKiller.done
 	if timedOut {
 		prog.event("timed out after %s waiting for the consumers to drain", cfg.Timeout)
 	}
@@ -166,12 +150,17 @@ wait:
 		Orders: len(pl.orders), Messages: pl.messages, SameIDResends: pl.sameIDDups, NewIDResends: pl.newIDDups,
 		Published: int(pub.sent.Load()), PublishTime: pubElapsed, LogDir: cfg.LogDir,
 	}
-	killsMu.Lock()
-	rep.Kills = kills
-	killsMu.Unlock()
+	rep.Kills = libKiller.list()
+	// The shipping service stops first: its database and the order service's outbox are read
+	// once both are stopped.
+	shipOut := ship.stop()
 	if rep.Lib, err = lib.outcome(ctx, pl, true); err != nil {
 		return nil, err
 	}
+	if rep.Chain, err = chainOutcome(ctx, lib, ship, shipOut, pl); err != nil {
+		return nil, err
+	}
+	rep.Chain.KillsWanted, rep.Chain.Kills = cfg.ShippingKills, shipKiller.list()
 	if naive != nil {
 		o, err := naive.outcome(ctx, pl, false)
 		if err != nil {
@@ -183,7 +172,10 @@ wait:
 	return rep, nil
 }
 
-func openConsumer(ctx context.Context, cfg *Config, pl *plan, name, dsn, group, mode string) (*consumerRun, error) {
+// openConsumer opens the database of a service, seeds it (when seed is not nil) and prepares
+// the service's process, which logs every delivery; args are the service's own flags.
+func openConsumer(ctx context.Context, cfg *Config, name, bin, dsn, group, topic string,
+	seed func(context.Context, *sqlx.DB) error, args ...string) (*consumerRun, error) {
 	db, err := sqlx.Open("mysql", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("demo: open %s database: %w", name, err)
@@ -194,18 +186,20 @@ func openConsumer(ctx context.Context, cfg *Config, pl *plan, name, dsn, group, 
 		_ = db.Close()
 		return nil, fmt.Errorf("demo: %s database: %w", name, err)
 	}
-	if err := pl.seed(ctx, db); err != nil {
-		_ = db.Close()
-		return nil, err
+	if seed != nil {
+		if err := seed(ctx, db); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
-	svc, err := newService(name, cfg.ServiceBin, filepath.Join(cfg.LogDir, name+".log"), []string{
-		"-mysql-dsn", dsn, "-namesrv", cfg.NameServer, "-topic", cfg.Topic, "-group", group,
-		"-mode", mode, "-log-level", "debug", "-log-format", "json",
+	svc, err := newService(name, bin, filepath.Join(cfg.LogDir, name+".log"), append([]string{
+		"-mysql-dsn", dsn, "-namesrv", cfg.NameServer, "-topic", topic, "-group", group,
+		"-log-level", "debug", "-log-format", "json",
 		// The topic is new and publishing starts as soon as the service logs "consuming",
 		// maybe before its group has been assigned queues: start from the first offset so
 		// nothing published in between is skipped.
 		"-consume-from", "first",
-	})
+	}, args...))
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -218,29 +212,35 @@ func (c *consumerRun) close() {
 	_ = c.db.Close()
 }
 
-// drained reports whether the consumer has consumed everything that was sent: every message was
-// reported consumed at least as many times as it was sent, the database shows every order paid,
-// and no delivery arrived for quiet (a message still in flight after a restart, or waiting for a
+// drained reports whether the consumer has consumed everything: the database shows every
+// effect, every message was reported consumed at least as many times as it was sent, and no
+// delivery arrived for quiet (a message still in flight after a restart, or waiting for a
 // retry, would arrive within that time).
-func (c *consumerRun) drained(ctx context.Context, pl *plan, quiet time.Duration) (bool, error) {
-	if !c.svc.running() || c.svc.tally.missing(pl.copies) > 0 {
+func (c *consumerRun) drained(ctx context.Context, quiet time.Duration) (bool, error) {
+	if !c.svc.running() {
 		return false, nil
 	}
 	if last := c.svc.tally.snapshot().Last; time.Since(last) < quiet {
 		return false, nil
 	}
-	paid, err := paidOrders(ctx, c.db)
+	copies, ok, err := c.settled(ctx)
 	if err != nil {
 		return false, fmt.Errorf("demo: poll %s database: %w", c.svc.name, err)
 	}
-	return paid == len(pl.orders), nil
+	return ok && c.svc.tally.missing(copies) == 0, nil
+}
+
+// stop stops the service gracefully and returns what it reported.
+func (c *consumerRun) stop() Outcome {
+	o := Outcome{Name: c.svc.name, Drained: !c.drainedAt.IsZero(), DedupRows: -1}
+	o.ShutdownTime, o.ShutdownErr = c.svc.stop(time.Minute)
+	o.Counts = c.svc.tally.snapshot()
+	return o
 }
 
 // outcome stops the service gracefully and counts its effects.
 func (c *consumerRun) outcome(ctx context.Context, pl *plan, dedup bool) (Outcome, error) {
-	o := Outcome{Name: c.svc.name, Drained: !c.drainedAt.IsZero(), DedupRows: -1}
-	o.ShutdownTime, o.ShutdownErr = c.svc.stop(time.Minute)
-	o.Counts = c.svc.tally.snapshot()
+	o := c.stop()
 	o.Missing = c.svc.tally.missing(pl.copies)
 	var err error
 	if o.Effects, err = verify(ctx, c.db, pl); err != nil {
@@ -254,9 +254,9 @@ func (c *consumerRun) outcome(ctx context.Context, pl *plan, dedup bool) (Outcom
 	return o, nil
 }
 
-func statusLine(sent int64, total int, lib, naive *consumerRun) string {
+func statusLine(sent int64, total int, consumers []*consumerRun) string {
 	s := fmt.Sprintf("sent %d/%d", sent, total)
-	for _, c := range []*consumerRun{lib, naive} {
+	for _, c := range consumers {
 		if c == nil {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/examples/order-service/internal/demo"
@@ -13,29 +14,38 @@ import (
 )
 
 // TestShortDemo is `make demo` in small: 200 orders with duplicates of both kinds, one SIGKILL
-// of the service, the naive consumer alongside. It fails unless the txconsume service's database
-// shows every order paid exactly once, stock taken once per order and one ledger row per order.
+// of the order service (and its outbox relay) and one of the shipping service, the naive consumer
+// alongside. It fails unless the txconsume service's database shows every order paid exactly
+// once, stock taken once per order and one ledger row per order, its outbox one order-shipped
+// event per order, all relayed, and the shipping service's database one shipment per order.
 func TestShortDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service: not a -short test")
 	}
 	mq := testenv.NewRocketMQ(t)
 	cfg := demo.Config{
-		MySQLDSN:   testenv.MySQLDSN(t),
-		NaiveDSN:   testenv.MySQLDSN(t),
-		NameServer: mq.NameServer,
-		Topic:      mq.Topic,
-		Group:      mq.Group,
-		NaiveGroup: testenv.UniqueName(t, "naive"),
-		Orders:     200,
-		Kills:      1,
-		Timeout:    60 * time.Second,
-		LogDir:     t.TempDir(),
+		MySQLDSN:      testenv.MySQLDSN(t),
+		NaiveDSN:      testenv.MySQLDSN(t),
+		NameServer:    mq.NameServer,
+		Topic:         mq.Topic,
+		Group:         mq.Group,
+		NaiveGroup:    testenv.UniqueName(t, "naive"),
+		ShippingDSN:   testenv.MySQLDSN(t),
+		ShippedTopic:  mq.CreateTopic(t, testenv.UniqueName(t, "shipped"), 4),
+		ShippingGroup: testenv.UniqueName(t, "shipping"),
+		Orders:        200,
+		Kills:         1,
+		ShippingKills: 1,
+		Timeout:       60 * time.Second,
+		LogDir:        t.TempDir(),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var err error
-	cfg.ServiceBin, err = demo.BuildService(ctx, t.TempDir())
+	bins := t.TempDir()
+	cfg.ServiceBin, err = demo.BuildService(ctx, bins)
+	require.NoError(t, err)
+	cfg.ShippingBin, err = demo.BuildShippingService(ctx, bins)
 	require.NoError(t, err)
 	var progress bytes.Buffer
 	cfg.Progress = &progress
@@ -60,6 +70,36 @@ func TestShortDemo(t *testing.T) {
 	require.GreaterOrEqual(t, rep.Lib.Counts.Duplicate, rep.SameIDResends+rep.NewIDResends)
 	require.GreaterOrEqual(t, rep.Lib.Counts.Seen(), rep.Messages)
 	require.NoError(t, rep.Lib.ShutdownErr)
+
+	// The chain: one order-shipped event per order in the order service's outbox, all relayed,
+	// and one shipment per order in the shipping service's database, under its event's id,
+	// through a kill of each service. Counted here straight from the databases.
+	c := rep.Chain
+	require.NotNil(t, c)
+	require.Len(t, c.Kills, 1)
+	require.Equal(t, 200, c.Enqueued)
+	require.Equal(t, 200, c.ShippedOnce)
+	require.GreaterOrEqual(t, c.Relayed, c.Sent)
+	orders, ships := testenv.OpenMySQL(t, cfg.MySQLDSN), testenv.OpenMySQL(t, cfg.ShippingDSN)
+	count := func(db *sqlx.DB, query string) int {
+		var n int
+		require.NoError(t, db.Get(&n, query))
+		return n
+	}
+	require.Equal(t, 200, count(orders, "SELECT COUNT(*) FROM txconsume_outbox"), "one event per order")
+	require.Equal(t, 200, count(orders, "SELECT COUNT(DISTINCT msg_keys) FROM txconsume_outbox"))
+	require.Equal(t, 200, count(orders, "SELECT COUNT(*) FROM txconsume_outbox WHERE sent_at IS NOT NULL"), "all relayed")
+	require.Equal(t, 200, count(ships, "SELECT COUNT(*) FROM shipments"), "one shipment per order, none twice")
+	require.Equal(t, 200, count(ships, "SELECT COUNT(DISTINCT order_no) FROM shipments"))
+	var ids []string
+	require.NoError(t, orders.Select(&ids, "SELECT msg_id FROM txconsume_outbox"))
+	for _, id := range ids {
+		var n int
+		require.NoError(t, ships.Get(&n, "SELECT COUNT(*) FROM shipments WHERE msg_id = ?", id))
+		require.Equal(t, 1, n, "event %s shipped once", id)
+	}
+	require.Equal(t, 200, c.Shipping.DedupRows)
+	require.NoError(t, c.Shipping.ShutdownErr)
 
 	// The naive consumer is measured, not judged: how many orders it paid twice depends on
 	// timing. It never loses a payment, though.

@@ -14,14 +14,15 @@ import (
 	"time"
 )
 
-// service runs the order-service binary as a child process, restarts it after a kill, and feeds
+// service runs a service's binary as a child process, restarts it after a kill, and feeds
 // the "consumed" lines of its log into a tally. Every line is also appended to its log file.
 type service struct {
-	name  string
-	bin   string
-	args  []string
-	log   *os.File
-	tally *tally
+	name   string
+	bin    string
+	args   []string
+	log    *os.File
+	tally  *tally
+	relays bool // the service runs an outbox relay
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -38,11 +39,14 @@ type logLine struct {
 	Result string    `json:"result"`
 	MsgID  string    `json:"msg_id"`
 	Err    string    `json:"err"`
+	// Messages is the number of messages of a "relayed" line.
+	Messages int `json:"messages"`
 }
 
 // Messages of the service's log that the driver reacts to.
 const (
 	logConsumed = "consumed"  // one delivery's result
+	logRelayed  = "relayed"   // one send of the outbox relay
 	logReady    = "consuming" // the consumer is started
 )
 
@@ -114,6 +118,8 @@ func (s *service) read(r io.Reader, onReady func()) {
 		switch l.Msg {
 		case logConsumed:
 			s.tally.add(l.Result, l.MsgID, l.Err, l.Time)
+		case logRelayed:
+			s.tally.addRelayed(l.Messages)
 		case logReady:
 			onReady()
 		}

@@ -12,13 +12,15 @@ type tally struct {
 	mu         sync.Mutex
 	byResult   map[string]int
 	seenByID   map[string]int // successful results per UNIQ_KEY
+	relayed    int            // messages the service's outbox relay sent, copies included
+	relaySent  chan struct{}  // receives (without blocking) after each send of the relay
 	first      time.Time
 	last       time.Time
 	lastErrMsg string
 }
 
 func newTally() *tally {
-	return &tally{byResult: make(map[string]int), seenByID: make(map[string]int)}
+	return &tally{byResult: make(map[string]int), seenByID: make(map[string]int), relaySent: make(chan struct{}, 1)}
 }
 
 // Results the service logs. "error" means the delivery failed and will be redelivered.
@@ -44,9 +46,21 @@ func (t *tally) add(result, msgID, errMsg string, at time.Time) {
 	t.last = at
 }
 
+// addRelayed counts n messages that the service's outbox relay reported sent.
+func (t *tally) addRelayed(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.relayed += n
+	select {
+	case t.relaySent <- struct{}{}:
+	default:
+	}
+}
+
 // counts is a snapshot of a tally.
 type counts struct {
 	Applied, Duplicate, Discarded, Errors int
+	Relayed                               int // messages the outbox relay sent, copies included
 	First, Last                           time.Time
 	LastError                             string
 }
@@ -59,7 +73,7 @@ func (t *tally) snapshot() counts {
 	defer t.mu.Unlock()
 	return counts{
 		Applied: t.byResult[resultApplied], Duplicate: t.byResult[resultDuplicate],
-		Discarded: t.byResult[resultDiscarded], Errors: t.byResult[resultError],
+		Discarded: t.byResult[resultDiscarded], Errors: t.byResult[resultError], Relayed: t.relayed,
 		First: t.first, Last: t.last, LastError: t.lastErrMsg,
 	}
 }

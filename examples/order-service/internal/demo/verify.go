@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/txconsume/txconsume/txconsume/outbox"
 )
 
 // effects is what the database says about one consumer's run.
@@ -73,4 +75,84 @@ func dedupRows(ctx context.Context, db *sqlx.DB, group string) (int, error) {
 	var n int
 	err := db.GetContext(ctx, &n, "SELECT COUNT(*) FROM txconsume_dedup WHERE consumer_group = ?", group)
 	return n, err
+}
+
+// outboxEvent is an order-shipped event in the order service's outbox table.
+type outboxEvent struct {
+	OrderNo string `db:"order_no"`
+	MsgID   string `db:"msg_id"`
+	Sent    bool   `db:"sent"`
+}
+
+// outboxEvents reads the order-shipped events of the order service's outbox. The service keeps
+// them after sending (-outbox-retention), marked sent.
+func outboxEvents(ctx context.Context, db *sqlx.DB) ([]outboxEvent, error) {
+	var events []outboxEvent
+	err := db.SelectContext(ctx, &events,
+		"SELECT msg_keys AS order_no, msg_id, sent_at IS NOT NULL AS sent FROM "+outbox.Table+" ORDER BY id")
+	return events, err
+}
+
+// chainOutcome counts the effects of the order-shipped chain: the events in the order service's
+// outbox, and the shipments in the shipping service's database, against the plan's orders.
+func chainOutcome(ctx context.Context, lib, ship *consumerRun, shipping Outcome, pl *plan) (*Chain, error) {
+	c := &Chain{Relayed: lib.svc.tally.snapshot().Relayed, Shipping: shipping}
+	events, err := outboxEvents(ctx, lib.db)
+	if err != nil {
+		return nil, fmt.Errorf("demo: read the outbox: %w", err)
+	}
+	idOf := make(map[string]string, len(events)) // order -> the id of its event
+	perOrder := make(map[string]int, len(events))
+	for _, e := range events {
+		c.Enqueued++
+		if e.Sent {
+			c.Sent++
+		}
+		idOf[e.OrderNo] = e.MsgID
+		perOrder[e.OrderNo]++
+	}
+	for _, n := range perOrder {
+		if n > 1 {
+			c.EnqueuedTwice++
+		}
+	}
+	var rows []struct {
+		OrderNo string `db:"order_no"`
+		MsgID   string `db:"msg_id"`
+	}
+	if err := ship.db.SelectContext(ctx, &rows, "SELECT order_no, msg_id FROM shipments"); err != nil {
+		return nil, fmt.Errorf("demo: count shipments: %w", err)
+	}
+	shipments := make(map[string]int, len(rows))
+	for _, r := range rows {
+		c.ShipmentRows++
+		shipments[r.OrderNo]++
+		if r.MsgID != idOf[r.OrderNo] {
+			c.ForeignIDs++
+		}
+	}
+	for _, o := range pl.orders {
+		switch shipments[o.OrderNo] {
+		case 0:
+			c.Lost++
+		case 1:
+			c.ShippedOnce++
+		default:
+			c.ShippedTwice++
+		}
+	}
+	c.Shipping.Missing = ship.svc.tally.missing(idCopies(events))
+	if c.Shipping.DedupRows, err = dedupRows(ctx, ship.db, ship.group); err != nil {
+		return nil, fmt.Errorf("demo: count the shipping service's dedup rows: %w", err)
+	}
+	return c, nil
+}
+
+// idCopies is the copies of each event that the shipping service must have reported consumed.
+func idCopies(events []outboxEvent) map[string]int {
+	copies := make(map[string]int, len(events))
+	for _, e := range events {
+		copies[e.MsgID] = 1
+	}
+	return copies
 }
