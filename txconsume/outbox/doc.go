@@ -105,7 +105,7 @@
 // span, its W3C traceparent and tracestate go into the message's properties, so consumers
 // continue the trace.
 //
-// The relay needs SELECT ... FOR UPDATE SKIP LOCKED: MySQL 8.0.1+ or MariaDB 10.6+ (Run checks
+// The relay needs MySQL 8.0.13+ or MariaDB 10.6+, for SELECT ... FOR UPDATE SKIP LOCKED (Run checks
 // and fails with ErrServerTooOld on older servers). Apply the schema with migrations.Up.
 //
 // # RocketMQ's transactional messages instead?

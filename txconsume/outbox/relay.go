@@ -325,7 +325,7 @@ func (r *Relay) round(ctx context.Context) (res roundResult, err error) {
 	}
 	if err := tx.Commit(); err != nil {
 		r.win = nil
-		return res, fmt.Errorf("commit after sending %d messages (they will be sent again): %w", len(sent), err)
+		return res, fmt.Errorf("commit after sending %d messages (unless it went through, they will be sent again; consumers downstream see copies as duplicates): %w", len(sent), err)
 	}
 	res.sent = len(sent)
 	return res, sendErr

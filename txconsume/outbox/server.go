@@ -10,11 +10,13 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// ErrServerTooOld is returned by Relay.Run on a database server without SELECT ... FOR UPDATE
-// SKIP LOCKED, which the relays use to share the work: MySQL before 8.0.1, MariaDB before 10.6.
-var ErrServerTooOld = errors.New("outbox: the relay needs SELECT ... FOR UPDATE SKIP LOCKED: MySQL 8.0.1+ or MariaDB 10.6+")
+// ErrServerTooOld is returned by Relay.Run on a database server older than MySQL 8.0.13 or
+// MariaDB 10.6. The relays share the work with SELECT ... FOR UPDATE SKIP LOCKED (MySQL 8.0.1,
+// MariaDB 10.6), the cleanup finds rows by primary key through JSON_TABLE (MySQL 8.0.4), and the
+// schema uses expressions as column defaults (MySQL 8.0.13): the oldest MySQL that has all three.
+var ErrServerTooOld = errors.New("outbox: the relay needs MySQL 8.0.13+ or MariaDB 10.6+ (SELECT ... FOR UPDATE SKIP LOCKED, JSON_TABLE)")
 
-// checkServer fails with ErrServerTooOld unless the server supports SKIP LOCKED.
+// checkServer fails with ErrServerTooOld unless the server has what the relay uses.
 func checkServer(ctx context.Context, db *sqlx.DB) (string, error) {
 	var version string
 	if err := db.GetContext(ctx, &version, "SELECT VERSION()"); err != nil {
@@ -44,7 +46,7 @@ func skipLockedSupported(version string) error {
 	if mariadb {
 		ok = major > 10 || (major == 10 && minor >= 6)
 	} else {
-		ok = major > 8 || (major == 8 && (minor > 0 || patch >= 1))
+		ok = major > 8 || (major == 8 && (minor > 0 || patch >= 13))
 	}
 	if !ok {
 		return fmt.Errorf("%w; this server is %s", ErrServerTooOld, version)
