@@ -253,6 +253,10 @@ func (c *proxyConn) forward(data []byte, dst net.Conn, fromClient bool) bool {
 	if fired != nil {
 		defer close(fired.fired)
 		defer c.cut()
+		// The client side closes before the pattern goes on: the server answers a COMMIT within
+		// microseconds, and that answer must never reach the client, or a commit meant to be of
+		// unknown outcome sometimes arrives as committed.
+		_ = c.client.Close()
 	}
 	if !c.waitForwarding() {
 		return false

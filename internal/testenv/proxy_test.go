@@ -203,6 +203,26 @@ func TestProxy(t *testing.T) {
 		roundTrip(t, dial(t, p), "COMMIT again") // one-shot: the next connection is not cut
 	})
 
+	t.Run("CutAfterClientSends: the client never hears the server's answer to the pattern", func(t *testing.T) {
+		// The echo server answers the pattern at once, as MySQL answers COMMIT: the proxy must
+		// have cut the client side before the server can answer, or a COMMIT meant to be of
+		// unknown outcome sometimes reaches the client as committed. Many rounds, since the
+		// answer slipping through is a race.
+		for round := range 200 {
+			s, p := setup(t)
+			tr := p.CutAfterClientSends([]byte("COMMIT"))
+			c := dial(t, p)
+			_, err := c.Write([]byte("COMMIT"))
+			require.NoError(t, err)
+			<-tr.Fired()
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Minute)))
+			heard, _ := io.ReadAll(c)
+			require.Empty(t, string(heard), "round %d: the client heard the server's answer", round)
+			s.waitClosed(t, 0)
+			require.Equal(t, "COMMIT", s.got(0), "round %d: the server got the pattern", round)
+		}
+	})
+
 	t.Run("CutBeforeClientSends keeps the pattern from the server", func(t *testing.T) {
 		s, p := setup(t)
 		tr := p.CutBeforeClientSends(MySQLCommitPacket)
