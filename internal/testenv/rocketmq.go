@@ -81,10 +81,20 @@ func (r *RocketMQ) CreateTopic(t testing.TB, topic string, queues int) string {
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err = adm.CreateTopic(ctx, admin.WithTopicCreate(topic), admin.WithBrokerAddrCreate(r.Broker),
-		admin.WithReadQueueNums(queues), admin.WithWriteQueueNums(queues))
-	if err != nil {
-		unavailable(t, "RocketMQ", fmt.Errorf("create topic %s on %s: %w", topic, r.Broker, err))
+	// The admin client gives each request a few seconds, whatever ctx allows: a broker busy
+	// starting (or on a machine under heavy load) misses that, so the request is sent again
+	// until ctx ends. Creating a topic that exists with the same queues changes nothing.
+	for {
+		err = adm.CreateTopic(ctx, admin.WithTopicCreate(topic), admin.WithBrokerAddrCreate(r.Broker),
+			admin.WithReadQueueNums(queues), admin.WithWriteQueueNums(queues))
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			unavailable(t, "RocketMQ", fmt.Errorf("create topic %s on %s: %w", topic, r.Broker, err))
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	for {
 		mqs, err := adm.FetchPublishMessageQueues(ctx, topic)
