@@ -38,9 +38,6 @@ const (
 )
 
 func TestOutboxChain(t *testing.T) {
-	// The broker-restart scenario's broker boots while the other scenarios run.
-	priv := launchPrivateRocketMQ(t)
-
 	t.Run("relay SIGKILLed between send and mark", func(t *testing.T) {
 		c := newChain(t, nil)
 		a, b := c.startConsumers()
@@ -105,11 +102,11 @@ func TestOutboxChain(t *testing.T) {
 	t.Run("broker restarted mid-stream", func(t *testing.T) {
 		began := time.Now()
 		step := func(what string) { t.Logf("%6.1fs %s", time.Since(began).Seconds(), what) }
-		priv.Ready(t)
+		cluster := testenv.PrivateRocketMQ(t)
+		broker := cluster.Brokers[0]
 		step("private broker up")
-		mq := &testenv.RocketMQ{NameServer: priv.NameServer(), Broker: priv.Broker(),
-			Topic: testenv.UniqueName(t, "a"), Group: testenv.UniqueName(t, "g")}
-		priv.CreateTopic(mq.Topic, 4) // waits until the broker serves
+		mq := &testenv.RocketMQ{NameServer: cluster.NameServer(), Broker: broker.Addr(), Group: testenv.UniqueName(t, "g")}
+		mq.Topic = mq.CreateTopic(t, testenv.UniqueName(t, "a"), 4)
 		c := newChain(t, mq)
 		a, b := c.startConsumers()
 		r := c.startRelay("relay", relaySpec{})
@@ -119,14 +116,14 @@ func TestOutboxChain(t *testing.T) {
 		c.sendAWithRetries(msgs[:chainTotal/2])
 		c.waitFor("the first half through the chain", 0, func() bool { return c.bStats.applied.Load() >= chainTotal/4 })
 		step("first half through")
-		priv.KillBroker()
+		broker.Kill(t)
 		// Messages enqueued in plain transactions while the broker is down: the relay cannot send
 		// them, keeps them and backs off.
 		const direct = 20
 		c.enqueueDirect(direct)
 		c.waitFor("the relay failing to send", direct, func() bool { return r.failures() > 0 })
 		step("relay failed")
-		priv.StartBroker()
+		broker.Start(t)
 		step("broker restarted")
 		c.sendAWithRetries(msgs[chainTotal/2:])
 		c.sendAWithRetries(c.duplicatesOf(msgs))

@@ -14,9 +14,6 @@
 #   scripts/services.sh instance start|stop|kill|rm|pid <name> ...
 #                               private servers for the fault-injection tests, on other ports
 #                               (see "private instances" below)
-#   scripts/services.sh rocketmq-lib
-#                               fetch the RocketMQ jars if needed and print their directory (tests start
-#                               private namesrv and broker instances from it)
 #
 # TXCONSUME_SERVERS lists the database servers to start and test on, default "mariadb mysql";
 # TXCONSUME_MYSQL_DSN, unless already set, points at the first of them (so TXCONSUME_SERVERS=mysql
@@ -933,6 +930,5 @@ case "${1:-}" in
   status) cmd_status ;;
   plan) if docker_usable --dry; then echo docker; else echo native; fi ;;
   instance) shift; cmd_instance "$@" ;;
-  rocketmq-lib) mkdir -p "$STATE/rocketmq"; rocketmq_lib; echo ;;
-  *) echo "usage: $0 up|down|env|status|plan|instance|rocketmq-lib" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|status|plan|instance" >&2; exit 2 ;;
 esac
