@@ -180,22 +180,7 @@ func (r *resultsByID) get(id string) []string {
 }
 
 // logLines is an io.Writer for a slog text handler that keeps the lines.
-type logLines struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logLines struct{ testenv.LockedBuffer }
 
 func (l *logLines) find(s string) []string {
 	var out []string
