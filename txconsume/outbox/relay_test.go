@@ -79,14 +79,29 @@ func testRelaysKeepKeyOrder(t *testing.T, keys, batch int) {
 	mq := testenv.NewRocketMQ(t)
 	rec := newSends()
 	var relays []*outbox.Relay
+	var running []chan struct{} // closed by each relay's first status report: its loop runs
 	for _, name := range []string{"r1", "r2"} {
+		looping := make(chan struct{})
+		var once sync.Once
+		onStatus := func(context.Context, []outbox.TopicStatus) { once.Do(func() { close(looping) }) }
 		r, err := outbox.NewRelay(db, newProducer(t, mq), outbox.WithBatchSize(batch), outbox.WithRetention(time.Hour),
-			outbox.WithPollInterval(20*time.Millisecond), outbox.WithHooks(outbox.Hooks{OnSend: rec.hook(name)}))
+			outbox.WithPollInterval(20*time.Millisecond),
+			outbox.WithHooks(outbox.Hooks{OnSend: rec.hook(name), OnStatus: onStatus}))
 		require.NoError(t, err)
 		relays = append(relays, r)
+		running = append(running, looping)
 	}
 	for _, r := range relays {
 		runRelay(t, r)
+	}
+	// Both relays are past their start before anything is enqueued: on a loaded machine the
+	// first one could otherwise send every row before the second one's loop began.
+	for i, looping := range running {
+		select {
+		case <-looping:
+		case <-time.After(time.Minute):
+			t.Fatalf("relay r%d never reached its loop", i+1)
+		}
 	}
 
 	const perKey, writers = 40, 4
