@@ -22,6 +22,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=scripts/docker/lib.sh
+. "$ROOT/scripts/docker/lib.sh"
 read -r -a LEGS <<<"${TXCONSUME_SERVERS:-mariadb mysql}"
 PARALLEL=${TXCONSUME_MATRIX_PARALLEL:-1}
 GO_TEST_FLAGS=("$@")
@@ -116,7 +118,8 @@ for leg in "${LEGS[@]}"; do
   else
     say "$leg leg FAILED (go test exit $status): $bad packages failed, $ok passed, in ${seconds}s"
     [ -z "${TXCONSUME_LEG_RESULTS:-}" ] ||
-      printf 'matrix %s\tFAILED\t%s\t%s packages failed, %s passed\n' "$leg" "$seconds" "$bad" "$ok" >>"$TXCONSUME_LEG_RESULTS"
+      printf 'matrix %s\tFAILED\t%s\t%s packages failed, %s passed; failed: %s\n' "$leg" "$seconds" "$bad" "$ok" \
+        "$(failed_tests "$LOGS/$leg.log")" >>"$TXCONSUME_LEG_RESULTS"
     grep -E '^(--- FAIL|FAIL)' "$LOGS/$leg.log" | sed "s/^/[$leg] /" || true
     failed=1
   fi

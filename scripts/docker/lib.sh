@@ -222,3 +222,13 @@ image_available() {
   image_present "$1" && return 0
   docker pull -q "$1" >/dev/null 2>&1
 }
+
+# failed_tests LOG prints on one line the tests that a go test log reports failed (at most ten,
+# the subtests with their parents), or the failed packages when no test is named (a panic, a
+# build failure, a timeout).
+failed_tests() {
+  local names
+  names=$(sed -nE 's/^ *--- FAIL: ([^ ]+).*/\1/p' "$1" | awk '!seen[$0]++' | head -n 10 | paste -sd' ' -)
+  [ -n "$names" ] || names=$(sed -nE 's/^FAIL[[:space:]]+([^[:space:]]+).*/\1/p' "$1" | awk '!seen[$0]++' | paste -sd' ' -)
+  printf '%s\n' "${names:-none named (see the log above)}"
+}

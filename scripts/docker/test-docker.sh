@@ -108,16 +108,19 @@ prepared() {
 }
 
 testcontainers_leg() {
-  local start=$SECONDS status=0
+  local start=$SECONDS status=0 out=$STATE/docker/testcontainers.log
+  mkdir -p "$(dirname "$out")"
   # shellcheck disable=SC2086 # one package per word
   env -u TXCONSUME_MYSQL_DSN -u TXCONSUME_REDIS_ADDR -u TXCONSUME_ROCKETMQ_NAMESRV -u TXCONSUME_ROCKETMQ_BROKER \
     TXCONSUME_TESTCONTAINERS=1 TXCONSUME_EXPECT_SERVER="${TXCONSUME_EXPECT_SERVER-mysql}" \
-    go test -race -count=1 -timeout 30m $PACKAGES || status=$?
+    go test -race -count=1 -timeout 30m $PACKAGES 2>&1 | tee "$out" || status=$?
   local what="go test -race $PACKAGES with ${TXCONSUME_MYSQL_IMAGE:-mysql:8.4}, ${TXCONSUME_REDIS_IMAGE:-redis:7}, ${TXCONSUME_ROCKETMQ_IMAGE:-apache/rocketmq:5.3.1}"
   if [ "$status" -eq 0 ]; then
     result "docker testcontainers" passed $((SECONDS - start)) "$what"
   else
-    result "docker testcontainers" FAILED $((SECONDS - start)) "$what (go test exit $status)"
+    # The summary comes last in make test's output: it names what failed, so that the end of a
+    # long log is enough to know where to look.
+    result "docker testcontainers" FAILED $((SECONDS - start)) "$what (go test exit $status; failed: $(failed_tests "$out"))"
   fi
   return "$status"
 }

@@ -382,7 +382,7 @@ func runProcessor(t *testing.T, setup func(t *testing.T) Backend) {
 
 	t.Run("ConsumedRecordExpiresAfterRetention", func(t *testing.T) {
 		r := newRig(t, setup)
-		p := r.processor(r.effect, idem.WithRetention(shortTTL))
+		p := r.processor(r.effect, idem.WithRetention(watchedTTL))
 		res, err := p.Process(ctx, message(msgID))
 		require.NoError(t, err)
 		require.Equal(t, txconsume.Applied, res)

@@ -16,9 +16,13 @@ import (
 )
 
 // Timing of the suite. Short TTLs make expiry observable in a test; long ones make sure a record
-// does not expire while a subtest looks at it, even on a slow, shared machine.
+// does not expire while a subtest looks at it, even on a slow, shared machine. A subtest that
+// must see a record both before and after it expires uses watchedTTL: on a loaded machine two
+// calls in a row have taken longer than shortTTL, and such a subtest then failed for the wrong
+// reason.
 const (
 	shortTTL     = 300 * time.Millisecond
+	watchedTTL   = 3 * time.Second
 	longTTL      = time.Minute
 	waitFor      = 15 * time.Second
 	pollInterval = 20 * time.Millisecond
@@ -133,7 +137,7 @@ func runStore(t *testing.T, setup func(t *testing.T) Backend) {
 
 	t.Run("ExpiredProcessingIsTakenOver", func(t *testing.T) {
 		s := newStore(t, setup(t))
-		mustAcquire(t, s, key, owner(), shortTTL)
+		mustAcquire(t, s, key, owner(), watchedTTL)
 		requireState(t, s, key, idem.InProgress)
 		eventuallyAcquire(t, s, key)
 	})
@@ -161,7 +165,7 @@ func runStore(t *testing.T, setup func(t *testing.T) Backend) {
 		s := newStore(t, setup(t))
 		o := owner()
 		mustAcquire(t, s, key, o, longTTL)
-		require.NoError(t, s.MarkConsumed(ctx, key, o, shortTTL))
+		require.NoError(t, s.MarkConsumed(ctx, key, o, watchedTTL))
 		requireState(t, s, key, idem.Consumed)
 		eventuallyAcquire(t, s, key)
 	})
