@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"slices"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -183,11 +184,22 @@ func latencyPanel(suite string, rows []Row) (*plot.Plot, error) {
 		pos50 = append(pos50, y+0.18)
 		pos99 = append(pos99, y-0.18)
 	}
+	// A consumer that collapses (seconds where the others take milliseconds) would flatten every
+	// other bar to nothing: bars beyond the scale end there, labelled with their value.
+	scale := latencyScale(append(slices.Clone(p50), p99...))
+	var texts plotter.XYLabels
 	for _, s := range []struct {
 		v   plotter.Values
 		pos []float64
 		c   color.Color
 	}{{p50, pos50, candidateColor}, {p99, pos99, p99Color}} {
+		for i, v := range s.v {
+			if v > scale {
+				s.v[i] = scale
+				texts.XYs = append(texts.XYs, plotter.XY{X: scale, Y: s.pos[i]})
+				texts.Labels = append(texts.Labels, fmt.Sprintf(" %.0f ms, off scale", v))
+			}
+		}
 		b, err := newBars(s.v, s.pos, s.c)
 		if err != nil {
 			return nil, err
@@ -197,9 +209,34 @@ func latencyPanel(suite string, rows []Row) (*plot.Plot, error) {
 		}
 		p.Add(b...)
 	}
+	if len(texts.Labels) > 0 {
+		l, err := plotter.NewLabels(texts)
+		if err != nil {
+			return nil, err
+		}
+		p.Add(l)
+	}
 	p.NominalY(labels...)
 	p.X.Min = 0
+	p.X.Max = scale * 1.3 // room for the labels
 	return p, nil
+}
+
+// latencyScale is where the latency axis ends: the largest value that is no more than ten times
+// the median of all of them.
+func latencyScale(ms []float64) float64 {
+	sorted := slices.Sorted(slices.Values(ms))
+	limit := 10 * sorted[len(sorted)/2]
+	scale := 0.0
+	for _, v := range sorted {
+		if v <= limit || limit == 0 {
+			scale = v
+		}
+	}
+	if scale == 0 {
+		return 1
+	}
+	return scale
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
