@@ -413,6 +413,10 @@ autoCreateSubscriptionGroup=true
 mappedFileSizeCommitLog=134217728
 fileReservedTime=12
 diskMaxUsedSpaceRatio=95
+# A send waits in the broker's queue up to this long before the broker answers "busy" (default
+# 200ms, which a loaded two-core machine exceeds: producers then fail with TIMEOUT_CLEAN_QUEUE).
+# The same as the Docker brokers'.
+waitTimeMillsInSendQueue=3000
 EOF
 }
 
@@ -875,13 +879,13 @@ cmd_up() {
 }
 
 stop_pidfile() {
-  local name=$1 pidfile=$2 i
+  local name=$1 pidfile=$2
   pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
   local pid
   pid=$(cat "$pidfile")
   log "stopping $name (pid $pid)"
   kill "$pid" 2>/dev/null || true
-  for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$pidfile"
 }
