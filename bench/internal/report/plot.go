@@ -138,17 +138,26 @@ func (res *Results) throughputPanel(suite string, rows []Row) (*plot.Plot, error
 		}
 		p.Add(b...)
 	}
-	if len(texts.Labels) > 0 {
-		l, err := plotter.NewLabels(texts)
-		if err != nil {
-			return nil, err
-		}
-		p.Add(l)
+	if err := addLabels(p, texts); err != nil {
+		return nil, err
 	}
 	p.NominalY(labels...)
 	p.X.Min = 0
 	p.X.Max *= 1.15 // room for the labels
 	return p, nil
+}
+
+// addLabels adds texts to p, if there are any.
+func addLabels(p *plot.Plot, texts plotter.XYLabels) error {
+	if len(texts.Labels) == 0 {
+		return nil
+	}
+	l, err := plotter.NewLabels(texts)
+	if err != nil {
+		return err
+	}
+	p.Add(l)
+	return nil
 }
 
 // newBars draws one horizontal bar per value at its own y position (BarChart places bars at
@@ -209,12 +218,8 @@ func latencyPanel(suite string, rows []Row) (*plot.Plot, error) {
 		}
 		p.Add(b...)
 	}
-	if len(texts.Labels) > 0 {
-		l, err := plotter.NewLabels(texts)
-		if err != nil {
-			return nil, err
-		}
-		p.Add(l)
+	if err := addLabels(p, texts); err != nil {
+		return nil, err
 	}
 	p.NominalY(labels...)
 	p.X.Min = 0
