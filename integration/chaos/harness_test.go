@@ -198,8 +198,12 @@ type recorder struct {
 	outcomes  map[string]int
 	dead      map[string]bool
 	logs      map[string]int // "LEVEL message" -> count
+	lastLogs  []string       // the workers' last log lines, whole, for a failure's message
 	changed   chan struct{}  // closed and replaced on every report
 }
+
+// keptLogLines is how many of the workers' last log lines a recorder keeps.
+const keptLogLines = 12
 
 type sentMessage struct {
 	at    time.Time
@@ -267,6 +271,10 @@ func (r *recorder) log(line string) {
 		}
 	}
 	r.logs[msg]++
+	r.lastLogs = append(r.lastLogs, line)
+	if len(r.lastLogs) > keptLogLines {
+		r.lastLogs = r.lastLogs[len(r.lastLogs)-keptLogLines:]
+	}
 }
 
 // recovery returns, for a fault that ended at end, how long after it every queue of queues had
@@ -555,8 +563,9 @@ func (s *scenario) awaitQueues(what string, end time.Time, bound time.Duration, 
 		case <-ch:
 		case <-time.After(500 * time.Millisecond):
 		case <-deadline:
-			s.t.Fatalf("chaos: %s: the consumer did not recover within %v after the fault ended (results: %v)",
-				what, bound, s.outcomes())
+			s.t.Fatalf("chaos: %s: the consumer did not recover within %v after the fault ended (results: %v); "+
+				"what the workers logged: %v; their last lines:\n%s",
+				what, bound, s.outcomes(), s.logCounts(), strings.Join(s.lastLogLines(), "\n"))
 		}
 	}
 }
@@ -565,6 +574,18 @@ func (s *scenario) outcomes() map[string]int {
 	s.rec.mu.Lock()
 	defer s.rec.mu.Unlock()
 	return maps(s.rec.outcomes)
+}
+
+func (s *scenario) logCounts() map[string]int {
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	return maps(s.rec.logs)
+}
+
+func (s *scenario) lastLogLines() []string {
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	return slices.Clone(s.rec.lastLogs)
 }
 
 func maps[K comparable, V any](m map[K]V) map[K]V {

@@ -28,8 +28,8 @@ var _ rmq.Processor = (*idem.Processor)(nil)
 // TestRocketMQ runs the idem processor behind rmq.Consumer on the real broker, with each store:
 // 200 messages, 40 of them sent a second time with the same UNIQ_KEY (a producer retry after a
 // lost acknowledgement) right after the first copies, and 20 whose handler fails on the first
-// delivery. Every delivery ends applied or duplicate, and the effects table holds exactly one row
-// per message.
+// delivery. Every message is applied once, every copy sent again ends duplicate, and the effects
+// table holds exactly one row per message.
 func TestRocketMQ(t *testing.T) {
 	stores := map[string]func(t *testing.T, dsn string) idem.Store{
 		"MySQL": func(t *testing.T, dsn string) idem.Store {
@@ -115,12 +115,16 @@ func TestRocketMQ(t *testing.T) {
 			}
 			sendAll(t, prod, again)
 
+			// The broker may deliver more copies than were sent: a producer retry or a consumer's
+			// send-back whose answer timed out on a loaded machine adds one. Those are duplicates
+			// too; what may not happen is a second application.
 			require.EventuallyWithT(t, func(c *assert.CollectT) {
-				require.EqualValues(c, total+resent, applied.Load()+duplicate.Load())
+				require.EqualValues(c, total, applied.Load())
+				require.GreaterOrEqual(c, duplicate.Load(), int64(resent))
 			}, 90*time.Second, 100*time.Millisecond, "every delivery consumed")
 
 			require.EqualValues(t, total, applied.Load())
-			require.EqualValues(t, resent, duplicate.Load())
+			require.GreaterOrEqual(t, duplicate.Load(), int64(resent))
 			require.EqualValues(t, failing, failedOnce.Load())
 			require.GreaterOrEqual(t, failed.Load(), int64(failing))
 			var rows, distinct int
