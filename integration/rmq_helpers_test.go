@@ -73,6 +73,7 @@ func newRMQEnvOn(t *testing.T, mq *testenv.RocketMQ, producerOpts ...producer.Op
 	opts := append([]producer.Option{
 		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
 		producer.WithGroupName(mq.Group + "_p"),
+		producer.WithInstanceName(testenv.UniqueName(t, "p")),
 		producer.WithRetry(2),
 	}, producerOpts...)
 	prod, err := rocketmq.NewProducer(opts...)

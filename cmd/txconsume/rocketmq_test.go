@@ -92,7 +92,7 @@ func TestDeadLetters(t *testing.T) {
 	t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
 
 	prod, err := rocketmq.NewProducer(producer.WithNsResolver(rmq.NewResolver([]string{ns}, nil)),
-		producer.WithGroupName(group+"_p"))
+		producer.WithGroupName(group+"_p"), producer.WithInstanceName(testenv.UniqueName(t, "p")))
 	require.NoError(t, err)
 	require.NoError(t, prod.Start())
 	t.Cleanup(func() { _ = prod.Shutdown() })

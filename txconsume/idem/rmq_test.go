@@ -76,6 +76,7 @@ func TestRocketMQ(t *testing.T) {
 			prod, err := rocketmq.NewProducer(
 				producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
 				producer.WithGroupName(mq.Group+"_p"),
+				producer.WithInstanceName(testenv.UniqueName(t, "p")),
 				producer.WithRetry(2),
 			)
 			require.NoError(t, err)

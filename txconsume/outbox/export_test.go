@@ -37,6 +37,7 @@ func StartProducer(t testing.TB, nameServer string, opts ...producer.Option) roc
 	opts = append([]producer.Option{
 		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{nameServer})),
 		producer.WithGroupName(testenv.UniqueName(t, "p")),
+		producer.WithInstanceName(testenv.UniqueName(t, "p")),
 		producer.WithRetry(1),
 	}, opts...)
 	p, err := rocketmq.NewProducer(opts...)

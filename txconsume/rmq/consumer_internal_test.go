@@ -35,6 +35,7 @@ func TestRMQShutdownIdleWithEndedContext(t *testing.T) {
 		prod, err := rocketmq.NewProducer(
 			producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
 			producer.WithGroupName(mq.Group+"_p"),
+			producer.WithInstanceName(testenv.UniqueName(t, "p")),
 		)
 		require.NoError(t, err)
 		require.NoError(t, prod.Start())

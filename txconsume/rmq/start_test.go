@@ -86,8 +86,10 @@ func TestRMQStartFailsFast(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, c.Check(ctx), "Check passes on a healthy consumer")
 
+		// The producer gets a client of its own (instance name): a producer made in a process whose
+		// consumer uses the same client races with it inside rocketmq-client-go (docs/upstream.md).
 		prod, err := rocketmq.NewProducer(producer.WithNsResolver(rmq.NewResolver([]string{byName}, nil)),
-			producer.WithGroupName(mq.Group+"_p"))
+			producer.WithGroupName(mq.Group+"_p"), producer.WithInstanceName(testenv.UniqueName(t, "p")))
 		require.NoError(t, err)
 		require.NoError(t, prod.Start())
 		t.Cleanup(func() { _ = prod.Shutdown() })

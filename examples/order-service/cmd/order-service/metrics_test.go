@@ -81,7 +81,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the consumer's Check passes")
 
 	prod, err := rocketmq.NewProducer(producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
-		producer.WithGroupName(mq.Group+"_p"))
+		producer.WithGroupName(mq.Group+"_p"), producer.WithInstanceName(testenv.UniqueName(t, "p")))
 	require.NoError(t, err)
 	require.NoError(t, prod.Start())
 	t.Cleanup(func() { _ = prod.Shutdown() })
