@@ -7,6 +7,8 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 // TestRMQBatchSendDedupByBusinessKey: the Go client sets no UNIQ_KEY on the messages of a batch send
@@ -34,7 +36,7 @@ func TestRMQBatchSendDedupByBusinessKey(t *testing.T) {
 				}
 				sent = append(sent, msgs[i])
 			}
-			res, err := e.prod.SendSync(context.Background(), msgs...)
+			res, err := testenv.SendSync(context.Background(), e.prod, msgs...)
 			require.NoError(t, err)
 			require.Equal(t, primitive.SendOK, res.Status)
 			for _, m := range msgs {

@@ -112,7 +112,7 @@ func (e *rmqEnv) send(msgs ...*primitive.Message) []string {
 	e.t.Helper()
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
-		res, err := e.prod.SendSync(context.Background(), m)
+		res, err := testenv.SendSync(context.Background(), e.prod, m)
 		require.NoError(e.t, err)
 		require.Equal(e.t, primitive.SendOK, res.Status)
 		ids[i] = m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex)
@@ -133,7 +133,7 @@ func (e *rmqEnv) sendParallel(msgs []*primitive.Message) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(msgs); i += workers {
-				res, err := e.prod.SendSync(context.Background(), msgs[i])
+				res, err := testenv.SendSync(context.Background(), e.prod, msgs[i])
 				if err == nil && res.Status != primitive.SendOK {
 					err = fmt.Errorf("send status %v", res.Status)
 				}

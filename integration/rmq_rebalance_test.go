@@ -33,7 +33,7 @@ func TestRMQRebalanceWhenAConsumerLeaves(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < total; i++ {
-			if _, err := e.prod.SendSync(context.Background(), e.newMessage(bodyOf(i))); err != nil {
+			if _, err := testenv.SendSync(context.Background(), e.prod, e.newMessage(bodyOf(i))); err != nil {
 				sendErr <- err
 				return
 			}

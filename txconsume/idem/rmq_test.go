@@ -152,7 +152,7 @@ func sendAll(t *testing.T, prod rocketmq.Producer, msgs []*primitive.Message) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(msgs); i += workers {
-				res, err := prod.SendSync(context.Background(), msgs[i])
+				res, err := testenv.SendSync(context.Background(), prod, msgs[i])
 				if err == nil && res.Status != primitive.SendOK {
 					err = fmt.Errorf("send status %v", res.Status)
 				}
