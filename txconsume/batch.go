@@ -45,11 +45,17 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // lock conflict again is halved again, down to single messages, which are retried with backoff
 // up to WithMaxRetries times like Process. Batches whose messages update the same rows in
 // different orders (hot rows) thus end up in transactions small enough not to collide, and every
-// part commits (or fails) on its own, its keys with it. The Processor also remembers how large a
-// transaction last got through: the messages of later batches are cut into parts of that size,
-// which grows again by one message per part that commits and halves on each conflict, so that
-// contention costs few failed transactions and a batch under no contention stays one
-// transaction. A split calls Hooks.OnRetry with the part that lost, and a zero delay; it does not
+// part commits (or fails) on its own, its keys with it. The Processor also learns from the
+// conflict. If other batch transactions of the Processor ran beside the one that lost, it runs
+// fewer at once: half as many as were in flight, down to one, which cannot deadlock with another
+// whatever rows the handlers touch; the limit grows again by one while transactions commit, and a
+// ProcessBatch call waits (or returns its context's error) for its turn. Batches on hot rows thus
+// stay whole, one claim statement and one commit for all their messages. If no other batch ran
+// beside it (the conflict was within the batch, or with another process), it remembers how large
+// a transaction last got through instead: the messages of later batches are cut into parts of
+// that size, which grows again by one message per part that commits and halves on each conflict.
+// Either way contention costs few failed transactions, and a batch under no contention stays one
+// transaction that never waits. A split calls Hooks.OnRetry with the part that lost, and a zero delay; it does not
 // count against WithMaxRetries, but WithMaxRetries(0) turns splitting off too.
 //
 // The returned slice has one Result per message, in order. If some messages failed, the error

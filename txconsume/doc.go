@@ -130,9 +130,12 @@
 //
 // A batch transaction that loses a deadlock or lock wait timeout (batches whose messages update
 // the same hot rows in different orders) is not rerun whole: it is split into halves, each in a
-// transaction of its own, down to single messages, and the Processor cuts later batches into
-// parts of the size that last got through, growing it again while parts commit. Every part
-// claims and commits its own keys, so exactly-once holds through every split.
+// transaction of its own, down to single messages. After a conflict between concurrent batch
+// transactions the Processor runs fewer of them at once (down to one, which cannot deadlock with
+// another), so that batches on hot rows stay whole; after a conflict that concurrency cannot
+// explain it cuts later batches into parts of the size that last got through. Both limits grow
+// back while transactions commit. Every part claims and commits its own keys, so exactly-once
+// holds through every split.
 //
 // # Row-lock mode
 //

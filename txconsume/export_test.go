@@ -19,3 +19,11 @@ func Unprotected(p *Processor) *Processor {
 	p.guarded = true
 	return p
 }
+
+// LaneLimit returns how many batch transactions p runs at once after lock conflicts (0: no
+// limit).
+func LaneLimit(p *Processor) int {
+	p.lanes.mu.Lock()
+	defer p.lanes.mu.Unlock()
+	return p.lanes.limit
+}

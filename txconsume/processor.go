@@ -60,7 +60,9 @@ type Processor struct {
 	check  *sql.Stmt
 	closed bool
 
-	// parts sizes the transactions of ProcessBatch after lock conflicts (see runParts).
+	// lanes bounds how many transactions of ProcessBatch run at once and parts how many messages
+	// each holds, both after lock conflicts (see runParts).
+	lanes laneLimiter
 	parts partSizer
 }
 

@@ -16,6 +16,8 @@ import (
 //
 //   - the messages are cut into parts of at most the size the Processor last saw get through
 //     (partSizer); under no contention that is the whole batch, one transaction;
+//   - each transaction waits for a lane (laneLimiter): after conflicts between concurrent
+//     batches, only a few of the Processor's batch transactions run at once;
 //   - a part of more than one message that loses a lock conflict is split into two halves that
 //     run next, in order; a single message is retried with backoff as Process retries it
 //     (WithMaxRetries(0) turns both off);
@@ -42,12 +44,11 @@ func (p *Processor) runParts(ctx context.Context, b *batch) error {
 		err := p.runPart(ctx, b, part)
 		if err == nil {
 			committed = true
+			p.lanes.committed()
 			p.parts.committed(len(part))
 			continue
 		}
-		// WithMaxRetries(0) asks for no rerun after a lock conflict: no split either.
-		if len(part) > 1 && sqlerr.IsRetryable(err) && p.cfg.maxRetries > 0 && ctx.Err() == nil {
-			p.parts.conflicted(len(part))
+		if len(part) > 1 && p.splits(ctx, err) {
 			half := (len(part) + 1) / 2
 			p.cfg.logger.DebugContext(ctx, "txconsume: lock conflict, splitting the batch transaction",
 				slog.String("group", p.group), slog.Int("messages", len(part)), slog.Any("error", err))
@@ -78,6 +79,24 @@ func (p *Processor) runParts(ctx context.Context, b *batch) error {
 	return nil
 }
 
+// splits reports whether a batch transaction that failed with err is split and run again: after a
+// lock conflict, unless WithMaxRetries(0) asked for no rerun or ctx ended.
+func (p *Processor) splits(ctx context.Context, err error) bool {
+	return sqlerr.IsRetryable(err) && p.cfg.maxRetries > 0 && ctx.Err() == nil
+}
+
+// conflicted records that a batch transaction of n messages, still holding its lane, lost a lock
+// conflict: fewer batch transactions at once if others ran beside it, smaller ones otherwise.
+func (p *Processor) conflicted(ctx context.Context, n int) {
+	concurrent, limit := p.lanes.conflicted()
+	if !concurrent {
+		p.parts.conflicted(n)
+		return
+	}
+	p.cfg.logger.DebugContext(ctx, "txconsume: lock conflict between batch transactions, running fewer at once",
+		slog.String("group", p.group), slog.Int("limit", limit))
+}
+
 // batchPart is a part of a batch that runs in transactions of its own: the indexes of its
 // messages, and whether it starts in the savepoint mode.
 type batchPart struct {
@@ -91,7 +110,14 @@ type batchPart struct {
 func (p *Processor) runPart(ctx context.Context, b *batch, part []int) error {
 	attempt := func() error {
 		for {
+			if err := p.lanes.acquire(ctx); err != nil {
+				return err
+			}
 			err := p.batchAttempt(ctx, b, part)
+			if len(part) > 1 && p.splits(ctx, err) {
+				p.conflicted(ctx, len(part)) // while the transaction still counts as in flight
+			}
+			p.lanes.release()
 			if !errors.Is(err, errNeedSavepoints) {
 				return err
 			}

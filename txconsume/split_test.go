@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txconsume/txconsume/txconsume"
@@ -89,6 +90,29 @@ func (p *transactionProbe) take() int {
 	p.first = 0
 	return n
 }
+
+// activeGauge wraps a handler to make it slow (10ms) and to record how many of its calls run at
+// once.
+type activeGauge struct {
+	active, highest atomic.Int32
+}
+
+func (g *activeGauge) wrap(h txconsume.Handler) txconsume.Handler {
+	return func(ctx context.Context, tx *sqlx.Tx, m *txconsume.Message) error {
+		n := g.active.Add(1)
+		defer g.active.Add(-1)
+		for {
+			if old := g.highest.Load(); n <= old || g.highest.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		return h(ctx, tx, m)
+	}
+}
+
+func (g *activeGauge) max() int32 { return g.highest.Load() }
+func (g *activeGauge) reset()     { g.highest.Store(0) }
 
 // TestProcessBatchSplit proves that a batch transaction that loses a lock conflict is split
 // rather than rerun whole, and that every message is still applied exactly once: counted in the
@@ -182,6 +206,55 @@ func TestProcessBatchSplit(t *testing.T) {
 		require.Equal(t, 1, f.effects("a"))
 		require.Equal(t, 1, f.effects("b"))
 		require.Equal(t, 2, f.dedupRows())
+	})
+
+	t.Run("after a conflict between concurrent batches they run one at a time, still whole", func(t *testing.T) {
+		// Six concurrent batches of four slow messages: how many handlers run at once, and in how
+		// many transactions, with and without a conflict first.
+		concurrentBatches := func(t *testing.T, f *fixture, p *txconsume.Processor, gauge *activeGauge, probe *transactionProbe, round string) {
+			gauge.reset()
+			probe.take()
+			batches := make([][]*txconsume.Message, 6)
+			for w := range batches {
+				for i := range 4 {
+					batches[w] = append(batches[w], msg(fmt.Sprintf("%s-w%d-%d", round, w, i)))
+				}
+			}
+			runConcurrently(len(batches), func(w int) {
+				rs, err := p.ProcessBatch(ctx, batches[w])
+				assert.NoError(t, err)
+				assert.Equal(t, []txconsume.Result{A, A, A, A}, rs)
+			})
+			for _, b := range batches {
+				for _, m := range b {
+					require.Equal(t, 1, f.effects(m.ID), m.ID)
+				}
+			}
+			require.Equal(t, len(batches), probe.take(), "every batch in one transaction")
+		}
+
+		f := newFixture(t)
+		gauge, probe, splits := &activeGauge{}, &transactionProbe{}, &splitLog{}
+		p := f.processor(nil, "g", probe.wrap(gauge.wrap(crossingUpdates())),
+			txconsume.WithHooks(txconsume.Hooks{OnRetry: splits.onRetry}))
+		concurrentBatches(t, f, p, gauge, probe, "before")
+		require.Greater(t, gauge.max(), int32(1), "without conflicts batches run side by side")
+		require.Zero(t, txconsume.LaneLimit(p))
+
+		batches := [][]*txconsume.Message{msgs("a1", "A", "a2", "a3"), msgs("b1", "B", "b2", "b3")}
+		runConcurrently(2, func(i int) {
+			rs, err := p.ProcessBatch(ctx, batches[i])
+			assert.NoError(t, err)
+			assert.Equal(t, []txconsume.Result{A, A, A, A}, rs)
+		})
+		require.Equal(t, []int{4}, splits.sizes, "the deadlock's victim was split")
+		require.Equal(t, 1, txconsume.LaneLimit(p), "two batches conflicted: one at a time")
+
+		concurrentBatches(t, f, p, gauge, probe, "after")
+		require.Equal(t, int32(1), gauge.max(), "after the conflict one batch transaction at a time")
+		require.Len(t, splits.sizes, 1)
+		require.Equal(t, 6*4*2+8, f.totalEffects())
+		require.Equal(t, 6*4*2+8, f.dedupRows())
 	})
 
 	t.Run("after a conflict later batches run in smaller transactions, then grow back to one", func(t *testing.T) {

@@ -15,7 +15,7 @@
 //
 // A *txconsume.Processor gets deliveries of up to DefaultBatchMaxSize (16) messages, each consumed
 // in one transaction by ProcessBatch, which splits a transaction that loses a lock conflict on hot
-// rows; see WithBatchMaxSize for the trade-off.
+// rows and then runs fewer batch transactions at once; see WithBatchMaxSize for the trade-off.
 //
 // Listener and OrderlyListener are the same mapping as plain callbacks, for code that manages its own
 // rocketmq.PushConsumer.

@@ -224,8 +224,8 @@ const DefaultBatchMaxSize = 16
 // WithBatchMaxSize sets how many messages one delivery may carry (1..1024). With more than one, a
 // Processor that implements BatchProcessor handles them in one transaction (a
 // *txconsume.Processor splits it when it loses a lock conflict, down to one message per
-// transaction, and sizes later ones after what got through); other Processors handle them one by
-// one.
+// transaction, and then runs fewer batch transactions at once, or smaller ones); other Processors
+// handle them one by one.
 //
 // The trade-off: a larger delivery spreads one commit and one claim statement over all its
 // messages, which multiplies throughput when the database is the bottleneck; but a failure
