@@ -5,6 +5,8 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 // TestRMQBatchConsumptionWithFailingMessage: deliveries of up to 16 messages go through ProcessBatch in
@@ -24,7 +26,7 @@ func TestRMQBatchConsumptionWithFailingMessage(t *testing.T) {
 		}
 	}
 	// Sent before the consumer starts, so that pulls find full batches waiting.
-	e.sendParallel(msgs)
+	testenv.SendAll(e.t, e.prod, msgs)
 	w := e.startWorker("consumer", workerSpec{BatchMax: 16, FailTimes: failTimes}, e.stats)
 
 	e.waitFor("every message and the redelivered batch-mates", func() bool {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txconsume/txconsume/internal/testenv"
 )
 
 // TestRMQExactlyOnceWithResentUniqKeys: 2,000 messages, 300 of them sent a second time with the same
@@ -20,13 +22,13 @@ func TestRMQExactlyOnceWithResentUniqKeys(t *testing.T) {
 		msgs[i] = e.newMessage(bodyOf(i))
 	}
 	start := time.Now()
-	e.sendParallel(msgs)
+	testenv.SendAll(e.t, e.prod, msgs)
 	again := make([]*primitive.Message, resent)
 	for i := range again {
 		again[i] = resend(msgs[i*total/resent])
 		require.NotEmpty(t, again[i].GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex))
 	}
-	e.sendParallel(again)
+	testenv.SendAll(e.t, e.prod, again)
 	t.Logf("sent %d messages in %v", total+resent, time.Since(start))
 
 	start = time.Now()
@@ -62,7 +64,7 @@ func TestRMQCrashWindow(t *testing.T) {
 	// One message per delivery: the test counts each message's results, and a crash fails its
 	// whole delivery.
 	w := e.startWorker("consumer", workerSpec{Crash: true, BatchMax: 1}, e.stats)
-	e.sendParallel(msgs)
+	testenv.SendAll(e.t, e.prod, msgs)
 	e.waitFor("every message and every redelivery", func() bool {
 		return e.stats.applied.Load()+e.stats.failed.Load() >= total && e.stats.duplicate.Load() >= int64(crashes)
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,16 +69,7 @@ func newRMQEnvOn(t *testing.T, mq *testenv.RocketMQ, producerOpts ...producer.Op
 	// The broker creates %RETRY%<group> on the first redelivery, and a running client learns new routes
 	// only every 30s; created up front, the retry topic's route is known from the consumer's start.
 	mq.CreateTopic(t, retryTopic(mq.Group), 1)
-	opts := append([]producer.Option{
-		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
-		producer.WithGroupName(mq.Group + "_p"),
-		producer.WithInstanceName(testenv.UniqueName(t, "p")),
-		producer.WithRetry(2),
-	}, producerOpts...)
-	prod, err := rocketmq.NewProducer(opts...)
-	require.NoError(t, err)
-	require.NoError(t, prod.Start())
-	t.Cleanup(func() { _ = prod.Shutdown() })
+	prod := mq.StartProducer(t, append([]producer.Option{producer.WithRetry(2)}, producerOpts...)...)
 	return &rmqEnv{t: t, db: db, dsn: dsn, mq: mq, prod: prod, stats: &resultStats{}}
 }
 
@@ -120,35 +110,6 @@ func (e *rmqEnv) send(msgs ...*primitive.Message) []string {
 		require.Equal(e.t, ids[i], res.MsgID)
 	}
 	return ids
-}
-
-// sendParallel sends msgs from a few goroutines, to keep set-up time down.
-func (e *rmqEnv) sendParallel(msgs []*primitive.Message) {
-	e.t.Helper()
-	const workers = 8
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(msgs); i += workers {
-				res, err := testenv.SendSync(context.Background(), e.prod, msgs[i])
-				if err == nil && res.Status != primitive.SendOK {
-					err = fmt.Errorf("send status %v", res.Status)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(e.t, err)
-	}
 }
 
 // resend returns a copy of a sent message carrying the same UNIQ_KEY, as a producer retry after a

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
@@ -73,15 +71,7 @@ func TestRocketMQ(t *testing.T) {
 				return r, err
 			})
 
-			prod, err := rocketmq.NewProducer(
-				producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
-				producer.WithGroupName(mq.Group+"_p"),
-				producer.WithInstanceName(testenv.UniqueName(t, "p")),
-				producer.WithRetry(2),
-			)
-			require.NoError(t, err)
-			require.NoError(t, prod.Start())
-			t.Cleanup(func() { _ = prod.Shutdown() })
+			prod := mq.StartProducer(t, producer.WithRetry(2))
 
 			c, err := rmq.NewConsumer(counted,
 				rmq.WithNameServers(mq.NameServer),
@@ -107,14 +97,14 @@ func TestRocketMQ(t *testing.T) {
 					msgs[i].WithProperty("fail", "first")
 				}
 			}
-			sendAll(t, prod, msgs)
+			testenv.SendAll(t, prod, msgs)
 			again := make([]*primitive.Message, resent)
 			for i := range again {
 				orig := msgs[i*total/resent]
 				again[i] = primitive.NewMessage(orig.Topic, orig.Body)
 				again[i].WithProperties(orig.GetProperties()) // keeps the UNIQ_KEY
 			}
-			sendAll(t, prod, again)
+			testenv.SendAll(t, prod, again)
 
 			// The broker may deliver more copies than were sent: a producer retry or a consumer's
 			// send-back whose answer timed out on a loaded machine adds one. Those are duplicates
@@ -141,30 +131,4 @@ type processorFunc func(ctx context.Context, msg *txconsume.Message) (txconsume.
 
 func (f processorFunc) Process(ctx context.Context, msg *txconsume.Message) (txconsume.Result, error) {
 	return f(ctx, msg)
-}
-
-// sendAll sends msgs from a few goroutines and fails the test on any send error.
-func sendAll(t *testing.T, prod rocketmq.Producer, msgs []*primitive.Message) {
-	t.Helper()
-	const workers = 8
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(msgs); i += workers {
-				res, err := testenv.SendSync(context.Background(), prod, msgs[i])
-				if err == nil && res.Status != primitive.SendOK {
-					err = fmt.Errorf("send status %v", res.Status)
-				}
-				if err != nil {
-					errs[w] = err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		require.NoError(t, err)
-	}
 }

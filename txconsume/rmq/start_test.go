@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
@@ -86,13 +85,7 @@ func TestRMQStartFailsFast(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, c.Check(ctx), "Check passes on a healthy consumer")
 
-		// The producer gets a client of its own (instance name): a producer made in a process whose
-		// consumer uses the same client races with it inside rocketmq-client-go (docs/upstream.md).
-		prod, err := rocketmq.NewProducer(producer.WithNsResolver(rmq.NewResolver([]string{byName}, nil)),
-			producer.WithGroupName(mq.Group+"_p"), producer.WithInstanceName(testenv.UniqueName(t, "p")))
-		require.NoError(t, err)
-		require.NoError(t, prod.Start())
-		t.Cleanup(func() { _ = prod.Shutdown() })
+		prod := mq.StartProducer(t, producer.WithNsResolver(rmq.NewResolver([]string{byName}, nil)))
 		_, err = prod.SendSync(ctx, primitive.NewMessage(mq.Topic, []byte("hello")))
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return applied.Load() == 1 }, 60*time.Second, 50*time.Millisecond)

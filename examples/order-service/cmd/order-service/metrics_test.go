@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
-	"github.com/apache/rocketmq-client-go/v2/producer"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -80,11 +78,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the consumer's Check passes")
 
-	prod, err := rocketmq.NewProducer(producer.WithNsResolver(primitive.NewPassthroughResolver([]string{mq.NameServer})),
-		producer.WithGroupName(mq.Group+"_p"), producer.WithInstanceName(testenv.UniqueName(t, "p")))
-	require.NoError(t, err)
-	require.NoError(t, prod.Start())
-	t.Cleanup(func() { _ = prod.Shutdown() })
+	prod := mq.StartProducer(t)
 	send := func(m *primitive.Message) {
 		t.Helper()
 		res, err := prod.SendSync(ctx, m)
