@@ -49,8 +49,8 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // conflict. If other batch transactions of the Processor ran beside the one that lost, it runs
 // fewer at once: half as many as were in flight, down to one, which cannot deadlock with another
 // whatever rows the handlers touch; the limit grows again by one while transactions commit, and a
-// ProcessBatch call waits (or returns its context's error) for its turn. Batches on hot rows thus
-// stay whole, one claim statement and one commit for all their messages. If no other batch ran
+// ProcessBatch call waits (or returns its context's error) for its turn; a transaction of one
+// message takes no turn. Batches on hot rows thus stay whole, one claim statement and one commit for all their messages. If no other batch ran
 // beside it (the conflict was within the batch, or with another process), it remembers how large
 // a transaction last got through instead: the messages of later batches are cut into parts of
 // that size, which grows again by one message per part that commits and halves on each conflict.

@@ -1,5 +1,7 @@
 package txconsume
 
+import "context"
+
 // RetentionDeleteStatement returns the DELETE that DeleteDedupOlderThan issues for one batch of
 // (group, key) pairs older than cutoff, so that tests can EXPLAIN it and hold it open in a
 // transaction of their own.
@@ -26,4 +28,22 @@ func LaneLimit(p *Processor) int {
 	p.lanes.mu.Lock()
 	defer p.lanes.mu.Unlock()
 	return p.lanes.limit
+}
+
+// HoldLanes limits p to n batch transactions at once and takes all n lanes, as n batch
+// transactions in flight would; the returned function gives them back.
+func HoldLanes(p *Processor, n int) (release func()) {
+	p.lanes.mu.Lock()
+	p.lanes.limit = n
+	p.lanes.mu.Unlock()
+	for range n {
+		if err := p.lanes.acquire(context.Background()); err != nil {
+			panic(err)
+		}
+	}
+	return func() {
+		for range n {
+			p.lanes.release()
+		}
+	}
 }

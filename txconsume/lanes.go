@@ -6,8 +6,8 @@ import (
 	"sync"
 )
 
-// laneLimiter bounds how many batch transactions of one Processor run at once, after lock
-// conflicts showed that they get in each other's way.
+// laneLimiter bounds how many batch transactions (of more than one message) of one Processor run
+// at once, after lock conflicts showed that they get in each other's way.
 //
 // Batches of messages that update the same few rows (a popular product's stock, a merchant's
 // balance) in different orders deadlock when several run at once. Cutting them into smaller
@@ -30,21 +30,26 @@ type laneLimiter struct {
 	limit    int // batch transactions at once; 0: unlimited
 	inFlight int
 	// credit counts the transactions committed at the current limit; the limit grows by one once
-	// growthRounds times the limit committed without a conflict (see partSizer for why not one).
+	// laneGrowthRounds times the limit committed without a conflict (see partSizer for why not
+	// one).
 	credit int
 	// waiting holds, in arrival order, the channels of the transactions waiting for a lane: a
 	// lane is handed over by closing the first one, already counted in inFlight.
 	waiting []chan struct{}
 }
 
-// minLanes is the fewest batch transactions at once that conflicts lower the limit to: two
-// batches at a time pipeline (one runs its statements while the other commits) and rarely
-// deadlock; one at a time measured at half their speed.
+// minLanes is the fewest batch transactions at once that conflicts lower the limit to. One at a
+// time cannot deadlock with each other whatever rows their handlers touch; the limit then grows
+// back to two and falls again at the next conflict, so on hot rows in random orders it
+// alternates between one and two.
 const minLanes = 1
 
 // maxLanes is where a growing limit turns into no limit again.
 const maxLanes = 64
 
+// laneGrowthRounds is how many limits' worth of transactions must commit before the limit grows by
+// one: more than partSizer's growthRounds, because on hot rows in random orders two batches at
+// once conflict within a few transactions, and every conflict rolls one back.
 const laneGrowthRounds = 64
 
 // acquire waits for a lane, or for ctx to end.

@@ -16,8 +16,8 @@ import (
 //
 //   - the messages are cut into parts of at most the size the Processor last saw get through
 //     (partSizer); under no contention that is the whole batch, one transaction;
-//   - each transaction waits for a lane (laneLimiter): after conflicts between concurrent
-//     batches, only a few of the Processor's batch transactions run at once;
+//   - each transaction of more than one message waits for a lane (laneLimiter): after
+//     conflicts between concurrent batches, only a few of them run at once;
 //   - a part of more than one message that loses a lock conflict is split into two halves that
 //     run next, in order; a single message is retried with backoff as Process retries it
 //     (WithMaxRetries(0) turns both off);
@@ -44,7 +44,9 @@ func (p *Processor) runParts(ctx context.Context, b *batch) error {
 		err := p.runPart(ctx, b, part)
 		if err == nil {
 			committed = true
-			p.lanes.committed()
+			if len(part) > 1 {
+				p.lanes.committed()
+			}
 			p.parts.committed(len(part))
 			continue
 		}
@@ -110,14 +112,7 @@ type batchPart struct {
 func (p *Processor) runPart(ctx context.Context, b *batch, part []int) error {
 	attempt := func() error {
 		for {
-			if err := p.lanes.acquire(ctx); err != nil {
-				return err
-			}
-			err := p.batchAttempt(ctx, b, part)
-			if len(part) > 1 && p.splits(ctx, err) {
-				p.conflicted(ctx, len(part)) // while the transaction still counts as in flight
-			}
-			p.lanes.release()
+			err := p.laneAttempt(ctx, b, part)
 			if !errors.Is(err, errNeedSavepoints) {
 				return err
 			}
@@ -133,6 +128,25 @@ func (p *Processor) runPart(ctx context.Context, b *batch, part []int) error {
 		return attempt()
 	}
 	return p.withRetries(ctx, b.messages(part), attempt)
+}
+
+// laneAttempt runs one attempt of a part of more than one message in a lane (see laneLimiter),
+// and records a lock conflict it loses while it still counts as in flight. A part of one message
+// takes no lane: it is a transaction like Process's, which the lanes are not there to limit, so
+// parts cut down to single messages run at the concurrency they had before lanes existed.
+func (p *Processor) laneAttempt(ctx context.Context, b *batch, part []int) error {
+	if len(part) == 1 {
+		return p.batchAttempt(ctx, b, part)
+	}
+	if err := p.lanes.acquire(ctx); err != nil {
+		return err
+	}
+	defer p.lanes.release()
+	err := p.batchAttempt(ctx, b, part)
+	if p.splits(ctx, err) {
+		p.conflicted(ctx, len(part))
+	}
+	return err
 }
 
 func (b *batch) messages(part []int) []*Message {

@@ -257,6 +257,39 @@ func TestProcessBatchSplit(t *testing.T) {
 		require.Equal(t, 6*4*2+8, f.dedupRows())
 	})
 
+	t.Run("a batch waits for a lane, or for its context; a single message takes none", func(t *testing.T) {
+		f := newFixture(t)
+		p := f.processor(nil, "g", recordEffect)
+		release := txconsume.HoldLanes(p, 1)
+
+		rs, err := p.ProcessBatch(ctx, msgs("single"))
+		require.NoError(t, err, "a part of one message is a transaction like Process's: no lane")
+		require.Equal(t, []txconsume.Result{A}, rs)
+
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, err = p.ProcessBatch(short, msgs("p1", "p2"))
+		require.ErrorIs(t, err, context.DeadlineExceeded, "no lane came free before the context ended")
+		require.Zero(t, f.effects("p1"))
+		require.Empty(t, f.outcome("g", "p1"))
+
+		done := make(chan []txconsume.Result)
+		go func() {
+			rs, err := p.ProcessBatch(ctx, msgs("p1", "p2"))
+			assert.NoError(t, err)
+			done <- rs
+		}()
+		select {
+		case <-done:
+			t.Fatal("a batch ran while the only lane was taken")
+		case <-time.After(100 * time.Millisecond):
+		}
+		release()
+		require.Equal(t, []txconsume.Result{A, A}, <-done)
+		require.Equal(t, 3, f.totalEffects())
+		require.Equal(t, 3, f.dedupRows())
+	})
+
 	t.Run("after a conflict later batches run in smaller transactions, then grow back to one", func(t *testing.T) {
 		f := newFixture(t)
 		probe := &transactionProbe{}
