@@ -120,6 +120,9 @@ type batch struct {
 	// savepoints makes every attempt run each handler behind a savepoint; set for the rest of
 	// the part once an optimistic attempt had a failing message.
 	savepoints bool
+
+	// leaveLane, set while an attempt holds a lane, gives the lane back before its COMMIT.
+	leaveLane func()
 }
 
 type batchItem struct {
@@ -334,6 +337,9 @@ func (p *Processor) batchAttempt(ctx context.Context, b *batch, part []int) erro
 		witness = b.witness(part)
 	}
 	done = true
+	if b.leaveLane != nil {
+		b.leaveLane() // every lock is taken: the next batch transaction may start (see laneAttempt)
+	}
 	if err := t.commit(witness); err != nil {
 		if errors.Is(err, errHandlerEnded) || t.endedByHandler(err) {
 			return p.batchEnded(ctx, t, b, part, nil)

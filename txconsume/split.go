@@ -131,7 +131,10 @@ func (p *Processor) runPart(ctx context.Context, b *batch, part []int) error {
 }
 
 // laneAttempt runs one attempt of a part of more than one message in a lane (see laneLimiter),
-// and records a lock conflict it loses while it still counts as in flight. A part of one message
+// and records a lock conflict it loses while it still counts as in flight. The attempt leaves its
+// lane once it has taken all its locks, just before COMMIT: the next batch transaction may then
+// wait for the rows this one still holds, but this one waits for nothing, so the two cannot
+// deadlock, and the next one's statements run while this one's commit is written. A part of one message
 // takes no lane: it is a transaction like Process's, which the lanes are not there to limit, so
 // parts cut down to single messages run at the concurrency they had before lanes existed.
 func (p *Processor) laneAttempt(ctx context.Context, b *batch, part []int) error {
@@ -141,9 +144,19 @@ func (p *Processor) laneAttempt(ctx context.Context, b *batch, part []int) error
 	if err := p.lanes.acquire(ctx); err != nil {
 		return err
 	}
-	defer p.lanes.release()
+	inLane := true
+	b.leaveLane = func() {
+		if inLane {
+			inLane = false
+			p.lanes.release()
+		}
+	}
+	defer func() {
+		b.leaveLane()
+		b.leaveLane = nil
+	}()
 	err := p.batchAttempt(ctx, b, part)
-	if p.splits(ctx, err) {
+	if inLane && p.splits(ctx, err) {
 		p.conflicted(ctx, len(part))
 	}
 	return err
