@@ -50,13 +50,14 @@ var errNeedSavepoints = errors.New("txconsume: a message of the batch needs its 
 // fewer at once: half as many as were in flight, down to one, which cannot deadlock with another
 // whatever rows the handlers touch; the limit grows again by one while transactions commit, and a
 // ProcessBatch call waits (or returns its context's error) for its turn; a transaction of one
-// message takes no turn. Batches on hot rows thus stay whole, one claim statement and one commit for all their messages. If no other batch ran
-// beside it (the conflict was within the batch, or with another process), it remembers how large
-// a transaction last got through instead: the messages of later batches are cut into parts of
-// that size, which grows again by one message per part that commits and halves on each conflict.
-// Either way contention costs few failed transactions, and a batch under no contention stays one
-// transaction that never waits. A split calls Hooks.OnRetry with the part that lost, and a zero delay; it does not
-// count against WithMaxRetries, but WithMaxRetries(0) turns splitting off too.
+// message takes no turn. Batches on hot rows thus stay whole, one claim statement and one commit
+// for all their messages. If no other batch ran beside it (the conflict was within the batch, or
+// with another process), it remembers how large a transaction last got through instead: the
+// messages of later batches are cut into parts of that size, which grows again by one message per
+// part that commits and halves on each conflict. Either way contention costs few failed
+// transactions, and a batch under no contention stays one transaction that never waits. A split
+// calls Hooks.OnRetry with the part that lost, and a zero delay; it does not count against
+// WithMaxRetries, but WithMaxRetries(0) turns splitting off too.
 //
 // The returned slice has one Result per message, in order. If some messages failed, the error
 // is a *BatchError listing them, their results are zero, and all other results are committed;

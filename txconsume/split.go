@@ -134,9 +134,10 @@ func (p *Processor) runPart(ctx context.Context, b *batch, part []int) error {
 // and records a lock conflict it loses while it still counts as in flight. The attempt leaves its
 // lane once it has taken all its locks, just before COMMIT: the next batch transaction may then
 // wait for the rows this one still holds, but this one waits for nothing, so the two cannot
-// deadlock, and the next one's statements run while this one's commit is written. A part of one message
-// takes no lane: it is a transaction like Process's, which the lanes are not there to limit, so
-// parts cut down to single messages run at the concurrency they had before lanes existed.
+// deadlock, and the next one's statements run while this one's commit is written. A part of one
+// message takes no lane: it is a transaction like Process's, which the lanes are not there to
+// limit, so parts cut down to single messages run at the concurrency they had before lanes
+// existed.
 func (p *Processor) laneAttempt(ctx context.Context, b *batch, part []int) error {
 	if len(part) == 1 {
 		return p.batchAttempt(ctx, b, part)
