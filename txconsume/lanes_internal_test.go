@@ -2,9 +2,14 @@ package txconsume
 
 import (
 	"context"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -121,4 +126,83 @@ func TestLaneLimiter(t *testing.T) {
 		require.NoError(t, <-done)
 		require.Equal(t, 2, l.inFlight)
 	})
+}
+
+// TestLaneLimiterStress runs batches that acquire, conflict, commit and release at once while
+// the limit falls and grows, and while waiters' contexts end, some at the moment a lane is
+// handed to them. A lane never given back, or a hand-over lost, leaves waiters blocked for
+// good: the run then does not end.
+func TestLaneLimiterStress(t *testing.T) {
+	const workers, rounds = 16, 3000
+	var (
+		l       laneLimiter
+		holders atomic.Int64 // batches between a successful acquire and their release
+		granted atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for range rounds {
+				ctx, cancel := context.WithCancel(context.Background())
+				switch rng.IntN(4) {
+				case 0:
+					cancel() // ended before it asks: it may still get a free lane at once
+				case 1:
+					go cancel() // ends while it waits, racing a release's hand-over
+				case 2:
+					time.AfterFunc(time.Duration(rng.IntN(100))*time.Microsecond, cancel)
+				}
+				err := l.acquire(ctx)
+				cancel()
+				if err != nil {
+					assert.ErrorIs(t, err, context.Canceled)
+					continue
+				}
+				granted.Add(1)
+				holders.Add(1)
+				switch rng.IntN(8) {
+				case 0:
+					l.conflicted() // the limit falls to half the batches in flight
+				case 1, 2:
+					for range rng.IntN(4 * laneGrowthRounds) {
+						l.committed() // the limit grows, up to no limit at all
+					}
+				}
+				runtime.Gosched()
+				holders.Add(-1)
+				l.release()
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	// A run takes a second or two; 30s without a single lane granted means the waiters are
+	// stuck for good.
+	progress := time.NewTicker(30 * time.Second)
+	defer progress.Stop()
+	for last := int64(-1); ; {
+		select {
+		case <-done:
+		case <-progress.C:
+			if n := granted.Load(); n != last {
+				last = n
+				continue
+			}
+			l.mu.Lock()
+			limit, inFlight, waiting := l.limit, l.inFlight, len(l.waiting)
+			l.mu.Unlock()
+			t.Fatalf("batches wait for a lane that never comes: limit %d, in flight %d, waiting %d, holders %d",
+				limit, inFlight, waiting, holders.Load())
+		}
+		break
+	}
+	require.Positive(t, granted.Load())
+	require.Zero(t, l.inFlight, "every lane given back")
+	require.Empty(t, l.waiting)
+	l.limit = 1
+	require.NoError(t, l.acquire(context.Background()), "a free lane is taken at once")
 }

@@ -3,6 +3,7 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -36,10 +37,15 @@ func TestShortDemo(t *testing.T) {
 		Orders:        200,
 		Kills:         1,
 		ShippingKills: 1,
-		Timeout:       60 * time.Second,
-		LogDir:        t.TempDir(),
+		// A run drains in seconds. But when the broker handles the last heartbeat of a killed
+		// service only after it saw the connection close, it keeps the dead consumer in the
+		// group for two minutes (docs/upstream.md, report 6): the queues it allocates to that
+		// consumer wait until it expires it and the live consumer's next rebalance, up to 150s
+		// after the kill. The deadline covers that wait.
+		Timeout: 4 * time.Minute,
+		LogDir:  keptOnFailure(t),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	var err error
 	bins := t.TempDir()
@@ -107,4 +113,19 @@ func TestShortDemo(t *testing.T) {
 	require.True(t, rep.Naive.Drained)
 	require.Zero(t, rep.Naive.Effects.Lost)
 	t.Logf("naive consumer paid %d of %d orders twice", rep.Naive.Effects.AppliedTwice, rep.Orders)
+}
+
+// keptOnFailure returns a new directory for the services' logs, removed when the test passes and
+// kept for reading when it fails.
+func keptOnFailure(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "TestShortDemo-logs-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the services' logs are kept in %s", dir)
+			return
+		}
+		require.NoError(t, os.RemoveAll(dir))
+	})
+	return dir
 }
