@@ -278,8 +278,9 @@ func (r *recorder) log(line string) {
 }
 
 // recovery returns, for a fault that ended at end, how long after it every queue of queues had
-// applied a message first sent after end; ok is false while a queue has not.
-func (r *recorder) recovery(end time.Time, queues []string) (time.Duration, bool) {
+// applied a message first sent after end, and the queues that have not yet (while there are any,
+// the duration means nothing).
+func (r *recorder) recovery(end time.Time, queues []string) (time.Duration, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	first := map[string]time.Time{}
@@ -296,14 +297,16 @@ func (r *recorder) recovery(end time.Time, queues []string) (time.Duration, bool
 		}
 	}
 	var worst time.Duration
+	var waiting []string
 	for _, q := range queues {
 		at, ok := first[q]
 		if !ok {
-			return 0, false
+			waiting = append(waiting, q)
+			continue
 		}
 		worst = max(worst, at.Sub(end))
 	}
-	return worst, true
+	return worst, waiting
 }
 
 // firstSentAfter returns when the first message sent after end was accepted.
@@ -549,7 +552,8 @@ func (s *scenario) awaitQueues(what string, end time.Time, bound time.Duration, 
 	deadline := time.After(bound)
 	for {
 		ch := s.rec.wait()
-		if d, ok := s.rec.recovery(end, labels); ok {
+		d, waiting := s.rec.recovery(end, labels)
+		if len(waiting) == 0 {
 			s.mu.Lock()
 			s.recoveries = append(s.recoveries, d)
 			s.mu.Unlock()
@@ -563,9 +567,11 @@ func (s *scenario) awaitQueues(what string, end time.Time, bound time.Duration, 
 		case <-ch:
 		case <-time.After(500 * time.Millisecond):
 		case <-deadline:
-			s.t.Fatalf("chaos: %s: the consumer did not recover within %v after the fault ended (results: %v); "+
-				"what the workers logged: %v; their last lines:\n%s",
-				what, bound, s.outcomes(), s.logCounts(), strings.Join(s.lastLogLines(), "\n"))
+			// The queues still waiting tell a consumer that stopped (all of them) from queues
+			// allocated to a consumer that is not there (a share of them).
+			s.t.Fatalf("chaos: %s: the consumer did not recover within %v after the fault ended: %d of %d queues "+
+				"delivered no message sent after it (%v; results: %v); what the workers logged: %v; their last lines:\n%s",
+				what, bound, len(waiting), len(labels), waiting, s.outcomes(), s.logCounts(), strings.Join(s.lastLogLines(), "\n"))
 		}
 	}
 }
