@@ -13,7 +13,7 @@
 //	...
 //	err = c.Shutdown(ctx) // waits for in-flight transactions, then closes the client
 //
-// A *txconsume.Processor gets deliveries of up to DefaultBatchMaxSize (16) messages, each consumed
+// A *txconsume.Processor gets deliveries of up to DefaultBatchMaxSize (32) messages, each consumed
 // in one transaction by ProcessBatch, which splits a transaction that loses a lock conflict on hot
 // rows and then runs fewer batch transactions at once; see WithBatchMaxSize for the trade-off.
 //

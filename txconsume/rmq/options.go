@@ -217,9 +217,14 @@ func WithOrderly() Option {
 
 // DefaultBatchMaxSize is the most messages one delivery carries when WithBatchMaxSize is not
 // given, the Processor implements BatchProcessor (a *txconsume.Processor does) and consumption is
-// concurrent: their transactions then commit up to 16 messages at once. Other Processors, and
+// concurrent: their transactions then commit up to 32 messages at once. Other Processors, and
 // orderly consumption, get one message per delivery.
-const DefaultBatchMaxSize = 16
+//
+// 32 is what the client pulls from a queue at once, so a delivery is at most one pull and waits
+// for nothing. It was measured against 1, 8 and 16 through the broker (`make bench`): on distinct
+// rows and on hot rows alike it gave the most messages per second, with the same latency at a
+// steady rate.
+const DefaultBatchMaxSize = 32
 
 // WithBatchMaxSize sets how many messages one delivery may carry (1..1024). With more than one, a
 // Processor that implements BatchProcessor handles them in one transaction (a
@@ -233,7 +238,7 @@ const DefaultBatchMaxSize = 16
 // as duplicates, which costs a claim each), a failing handler makes the batch run again with
 // savepoints, and under a backlog a message waits for the messages before it in its delivery.
 // Orderly consumption (WithOrderly) handles a delivery one message at a time either way.
-// Default: DefaultBatchMaxSize (16) for a BatchProcessor consumed concurrently, else 1.
+// Default: DefaultBatchMaxSize (32) for a BatchProcessor consumed concurrently, else 1.
 func WithBatchMaxSize(n int) Option {
 	return optionFunc(func(c *consumerConfig) { c.batchMaxSize, c.batchSet = n, true })
 }

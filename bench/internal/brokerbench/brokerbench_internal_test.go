@@ -23,8 +23,8 @@ func TestPct(t *testing.T) {
 
 func TestVariantName(t *testing.T) {
 	require.Equal(t, "at-least-once, client defaults (batch 1)", Baseline.Name())
-	require.Equal(t, "exactly-once, defaults (batch 16)", Variant{Kind: ExactlyOnce}.Name())
-	require.Equal(t, 16, rmq.DefaultBatchMaxSize, "the name above says 16")
+	require.Equal(t, "exactly-once, defaults (batch 32)", Variant{Kind: ExactlyOnce}.Name())
+	require.Equal(t, 32, rmq.DefaultBatchMaxSize, "the name above says 32")
 	require.Equal(t, "naive check-then-insert, batch 8", Variant{Kind: Naive, Batch: 8}.Name())
 }
 

@@ -3,6 +3,11 @@
 // millions of rows of the same consumer group, for random keys (UUID-like business keys, as
 // KeyByFirstKey sees them) and for keys like RocketMQ's UNIQ_KEY (increasing per producer).
 //
+// Beside them it measures the floor: the same transaction without txconsume, inserting a random
+// 16-byte key into a table that holds nothing else, empty and filled to the same sizes. No claim
+// table can be narrower than that, so when the floor slows down as much as the claims do, the cause
+// is the server's cache (the index outgrew the buffer pool), not the dedup table's layout.
+//
 // Filling takes minutes for 10 million rows, so the filled databases are kept between runs and
 // reused while their recipe (row count, key shape, schema version) is unchanged; the rows a run
 // claims are deleted again at its end. `make bench-clean` drops them.
@@ -66,8 +71,9 @@ func Run(ctx context.Context, cfg Config) ([]report.Row, error) {
 		dbs[i] = db
 	}
 	var rows []report.Row
-	for _, kind := range []string{"random", "uniq"} {
-		label := map[string]string{"random": "random keys (UUID-like)", "uniq": "UNIQ_KEY-like keys"}[kind]
+	for _, kind := range []string{"random", "uniq", "floor"} {
+		label := map[string]string{"random": "random keys (UUID-like)", "uniq": "UNIQ_KEY-like keys",
+			"floor": "floor: random 16-byte keys, no txconsume"}[kind]
 		kindRows := make([]report.Row, len(cfg.Sizes))
 		for i, n := range cfg.Sizes {
 			kindRows[i] = report.Row{Suite: Suite, Case: fmt.Sprintf("%s, %s rows", label, count(n))}
@@ -77,7 +83,11 @@ func Run(ctx context.Context, cfg Config) ([]report.Row, error) {
 		}
 		for r := range cfg.Repeats {
 			for i, db := range dbs {
-				rate, err := measure(ctx, db, kind, cfg)
+				measureKind := measure
+				if kind == "floor" {
+					measureKind = measureFloor
+				}
+				rate, err := measureKind(ctx, db, kind, cfg)
 				if err != nil {
 					return nil, err
 				}
@@ -149,12 +159,17 @@ func prepare(ctx context.Context, base string, n int, cfg Config) (*sqlx.DB, fun
 	} else {
 		cfg.Log("dedup table: reusing %s (%s rows)", name, count(n))
 	}
+	if err := fillFloorOnce(ctx, db, n, cfg.Log); err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
 	return db, func() {
 		// The claims of this run go, so that the next run finds n rows again.
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		_, _ = db.ExecContext(cctx, "DELETE FROM "+txconsume.DedupTable+" WHERE consumer_group = ?", Group+"-run")
 		deleteRunKeys(cctx, db)
+		deleteFloorKeys(cctx, db)
 		_ = db.Close()
 	}, nil
 }
@@ -171,6 +186,9 @@ func setup(ctx context.Context, base, name string, workers int) (*sqlx.DB, error
 	for _, s := range []string{
 		`CREATE TABLE IF NOT EXISTS txbench_recipe (recipe VARCHAR(255) NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS txbench_claimed (dedup_key VARBINARY(255) NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS txbench_floor (k BINARY(16) NOT NULL PRIMARY KEY)`,
+		`CREATE TABLE IF NOT EXISTS txbench_floor_recipe (recipe VARCHAR(255) NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS txbench_floor_claimed (k BINARY(16) NOT NULL)`,
 		`DROP TABLE IF EXISTS t_effect`,
 		`CREATE TABLE t_effect (id BIGINT AUTO_INCREMENT PRIMARY KEY, msg_key VARBINARY(255) NOT NULL, KEY (msg_key))`,
 	} {
@@ -194,22 +212,12 @@ const keySQL = `CONCAT(LOWER(LPAD(HEX(FLOOR(n * 4294967296 / %d)), 8, '0')), '-'
 // topic and a 32-digit message id, as the claims of Process do (a RocketMQ UNIQ_KEY is 32 hex
 // digits), so that the table is as wide as a consumer's.
 func fill(ctx context.Context, db *sqlx.DB, n int, log func(string, ...any)) error {
-	for _, s := range []string{
-		"TRUNCATE TABLE " + txconsume.DedupTable,
-		"TRUNCATE TABLE txbench_claimed",
-		"DROP TABLE IF EXISTS txbench_digits",
-		"CREATE TABLE txbench_digits (d INT PRIMARY KEY)",
-	} {
+	for _, s := range []string{"TRUNCATE TABLE " + txconsume.DedupTable, "TRUNCATE TABLE txbench_claimed"} {
 		if _, err := db.ExecContext(ctx, s); err != nil {
 			return err
 		}
 	}
-	var digits strings.Builder
-	digits.WriteString("INSERT INTO txbench_digits VALUES (0)")
-	for i := 1; i < 1000; i++ {
-		fmt.Fprintf(&digits, ",(%d)", i)
-	}
-	if _, err := db.ExecContext(ctx, digits.String()); err != nil {
+	if err := makeDigits(ctx, db); err != nil {
 		return err
 	}
 	const chunk = 250_000
@@ -229,6 +237,23 @@ FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digit
 		}
 	}
 	_, err := db.ExecContext(ctx, "ANALYZE TABLE "+txconsume.DedupTable)
+	return err
+}
+
+// makeDigits (re)creates txbench_digits, the numbers 0 to 999 that the fills cross-join into
+// row numbers.
+func makeDigits(ctx context.Context, db *sqlx.DB) error {
+	for _, s := range []string{"DROP TABLE IF EXISTS txbench_digits", "CREATE TABLE txbench_digits (d INT PRIMARY KEY)"} {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	var digits strings.Builder
+	digits.WriteString("INSERT INTO txbench_digits VALUES (0)")
+	for i := 1; i < 1000; i++ {
+		fmt.Fprintf(&digits, ",(%d)", i)
+	}
+	_, err := db.ExecContext(ctx, digits.String())
 	return err
 }
 
