@@ -168,8 +168,22 @@ func (e *rmqEnv) eventuallyOpenTransactions(ok func(n int) bool) bool {
 // test), not speed.
 func (e *rmqEnv) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	if !assertEventually(cond, 90*time.Second) {
-		e.t.Fatalf("waiting for %s: not done after 90s; processor results: %s; effects: %+v", what, e.stats, e.counts())
+	e.waitWithin(what, 90*time.Second, cond)
+}
+
+// waitForAfterLeaving is waitFor for what the group can do only once the broker no longer lists a
+// consumer that left it. The broker may list one that shut down, or was killed, for up to
+// testenv.DeadConsumerListed (docs/upstream.md, report 6), and the queues it allocates that
+// consumer wait that long: the bound allows for that wait on top of waitFor's.
+func (e *rmqEnv) waitForAfterLeaving(what string, cond func() bool) {
+	e.t.Helper()
+	e.waitWithin(what, 90*time.Second+testenv.DeadConsumerListed, cond)
+}
+
+func (e *rmqEnv) waitWithin(what string, bound time.Duration, cond func() bool) {
+	e.t.Helper()
+	if !assertEventually(cond, bound) {
+		e.t.Fatalf("waiting for %s: not done after %v; processor results: %s; effects: %+v", what, bound, e.stats, e.counts())
 	}
 }
 

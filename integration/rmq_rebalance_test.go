@@ -58,7 +58,7 @@ func TestRMQRebalanceWhenAConsumerLeaves(t *testing.T) {
 		require.NoError(t, err)
 	default:
 	}
-	e.waitFor("every message", func() bool { return applied() >= total })
+	e.waitForAfterLeaving("every message", func() bool { return applied() >= total })
 	t.Logf("A: %s; B: %s; deliveries seen: %d", e.stats, bStats, seen())
 
 	require.Equal(t, counts{Ledger: total, DistinctKeys: total, Counter: total, Dedup: total}, e.counts())

@@ -45,7 +45,7 @@ func TestRMQShutdownWaitsForSlowHandler(t *testing.T) {
 		e.send(e.newMessage(bodyOf(i)))
 	}
 	w = e.startWorker("restarted", workerSpec{Handler: "slow"}, e.stats)
-	e.waitFor("every message after the restart", func() bool { return e.stats.applied.Load() >= before+after })
+	e.waitForAfterLeaving("every message after the restart", func() bool { return e.stats.applied.Load() >= before+after })
 	total := before + after
 	require.Equal(t, counts{Ledger: total, DistinctKeys: total, Counter: total, Dedup: total}, e.counts())
 	var slow int

@@ -191,10 +191,14 @@ func (s *scenario) note(format string, args ...any) {
 // recorder keeps what the producer sent and what the workers reported.
 type recorder struct {
 	mu        sync.Mutex
-	attempted map[string]bool        // every key sent, whether or not a send of it succeeded
-	sent      map[string]sentMessage // key -> its first successful send
+	attempted map[string]bool      // every key sent, whether or not a send of it succeeded
+	sent      map[string]time.Time // key -> its first successful send
 	sends     int
-	applied   map[string]time.Time // key -> first Applied, as the parent received it
+	// A message the stream sends again goes to another queue: recovery counts a queue as
+	// delivering again only when a copy sent to that queue came from it, not when another copy of
+	// the same message came from another queue while this one waits.
+	sentTo    map[sentCopy]time.Time // a copy -> its first successful send
+	delivered map[sentCopy]time.Time // a copy -> its first delivery that committed (applied or duplicate), as the parent received it
 	outcomes  map[string]int
 	dead      map[string]bool
 	logs      map[string]int // "LEVEL message" -> count
@@ -205,14 +209,13 @@ type recorder struct {
 // keptLogLines is how many of the workers' last log lines a recorder keeps.
 const keptLogLines = 12
 
-type sentMessage struct {
-	at    time.Time
-	queue string
-}
+// sentCopy is a message (its key) as sent to one queue (its label).
+type sentCopy struct{ key, queue string }
 
 func newRecorder() *recorder {
-	return &recorder{attempted: map[string]bool{}, sent: map[string]sentMessage{}, applied: map[string]time.Time{}, outcomes: map[string]int{},
-		dead: map[string]bool{}, logs: map[string]int{}, changed: make(chan struct{})}
+	return &recorder{attempted: map[string]bool{}, sent: map[string]time.Time{}, sentTo: map[sentCopy]time.Time{},
+		delivered: map[sentCopy]time.Time{}, outcomes: map[string]int{}, dead: map[string]bool{}, logs: map[string]int{},
+		changed: make(chan struct{})}
 }
 
 func (r *recorder) notify() {
@@ -233,16 +236,21 @@ func (r *recorder) sentOK(key, queue string, at time.Time) {
 	defer r.mu.Unlock()
 	r.sends++
 	if _, ok := r.sent[key]; !ok {
-		r.sent[key] = sentMessage{at: at, queue: queue}
+		r.sent[key] = at
+	}
+	if _, ok := r.sentTo[sentCopy{key, queue}]; !ok {
+		r.sentTo[sentCopy{key, queue}] = at
 	}
 }
 
-func (r *recorder) result(outcome, key string, at time.Time) {
+// result records a delivery's outcome; queue is the label of the queue its copy was sent to.
+func (r *recorder) result(outcome, key, queue string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[outcome]++
-	if _, ok := r.applied[key]; !ok && outcome == "applied" {
-		r.applied[key] = at
+	c := sentCopy{key, queue}
+	if _, ok := r.delivered[c]; !ok && (outcome == "applied" || outcome == "duplicate") {
+		r.delivered[c] = at
 	}
 	r.notify()
 }
@@ -278,32 +286,31 @@ func (r *recorder) log(line string) {
 }
 
 // recovery returns, for a fault that ended at end, how long after it every queue of queues had
-// applied a message first sent after end; ok is false while a queue has not.
-func (r *recorder) recovery(end time.Time, queues []string) (time.Duration, bool) {
+// delivered, and committed, a message sent to it after end, and the queues that have not yet
+// (while there are any, the duration means nothing).
+func (r *recorder) recovery(end time.Time, queues []string) (time.Duration, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	first := map[string]time.Time{}
-	for key, sent := range r.sent {
-		if !sent.at.After(end) {
+	for c, at := range r.delivered {
+		if sent, ok := r.sentTo[c]; !ok || !sent.After(end) {
 			continue
 		}
-		at, ok := r.applied[key]
-		if !ok {
-			continue
-		}
-		if f, seen := first[sent.queue]; !seen || at.Before(f) {
-			first[sent.queue] = at
+		if f, seen := first[c.queue]; !seen || at.Before(f) {
+			first[c.queue] = at
 		}
 	}
 	var worst time.Duration
+	var waiting []string
 	for _, q := range queues {
 		at, ok := first[q]
 		if !ok {
-			return 0, false
+			waiting = append(waiting, q)
+			continue
 		}
 		worst = max(worst, at.Sub(end))
 	}
-	return worst, true
+	return worst, waiting
 }
 
 // firstSentAfter returns when the first message sent after end was accepted.
@@ -312,8 +319,8 @@ func (r *recorder) firstSentAfter(end time.Time) time.Time {
 	defer r.mu.Unlock()
 	var first time.Time
 	for _, sent := range r.sent {
-		if sent.at.After(end) && (first.IsZero() || sent.at.Before(first)) {
-			first = sent.at
+		if sent.After(end) && (first.IsZero() || sent.Before(first)) {
+			first = sent
 		}
 	}
 	return first
@@ -549,7 +556,8 @@ func (s *scenario) awaitQueues(what string, end time.Time, bound time.Duration, 
 	deadline := time.After(bound)
 	for {
 		ch := s.rec.wait()
-		if d, ok := s.rec.recovery(end, labels); ok {
+		d, waiting := s.rec.recovery(end, labels)
+		if len(waiting) == 0 {
 			s.mu.Lock()
 			s.recoveries = append(s.recoveries, d)
 			s.mu.Unlock()
@@ -563,9 +571,11 @@ func (s *scenario) awaitQueues(what string, end time.Time, bound time.Duration, 
 		case <-ch:
 		case <-time.After(500 * time.Millisecond):
 		case <-deadline:
-			s.t.Fatalf("chaos: %s: the consumer did not recover within %v after the fault ended (results: %v); "+
-				"what the workers logged: %v; their last lines:\n%s",
-				what, bound, s.outcomes(), s.logCounts(), strings.Join(s.lastLogLines(), "\n"))
+			// The queues still waiting tell a consumer that stopped (all of them) from queues
+			// allocated to a consumer that is not there (a share of them).
+			s.t.Fatalf("chaos: %s: the consumer did not recover within %v after the fault ended: %d of %d queues "+
+				"delivered no message sent after it (%v; results: %v); what the workers logged: %v; their last lines:\n%s",
+				what, bound, len(waiting), len(labels), waiting, s.outcomes(), s.logCounts(), strings.Join(s.lastLogLines(), "\n"))
 		}
 	}
 }
@@ -652,8 +662,8 @@ func (w *worker) read(out io.Reader) {
 		case "ready":
 			close(w.ready)
 		case "R":
-			if len(f) >= 3 {
-				w.s.rec.result(f[1], f[2], time.Now())
+			if len(f) >= 4 {
+				w.s.rec.result(f[1], f[2], f[3], time.Now())
 			}
 		case "D":
 			if len(f) >= 2 {

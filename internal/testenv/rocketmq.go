@@ -23,6 +23,15 @@ type RocketMQ struct {
 	Group      string // unique consumer group for the test
 }
 
+// DeadConsumerListed is how long the broker may go on listing a consumer client that is gone when
+// it handled the client's last heartbeat only after it saw the client's connection close
+// (docs/upstream.md, report 6): it expires the client 120s after that heartbeat, at its next 10s
+// scan, and the live consumers rebalance within 20s. A killed client and one shut down cleanly are
+// alike here: the Go client does not unregister, the broker learns of both from the closed
+// connection. The queues allocated to the dead client wait that long, so a test that waits for a
+// group to consume after one of its consumers left waits that much longer than it otherwise would.
+const DeadConsumerListed = 150 * time.Second
+
 var rocketBase struct {
 	once            sync.Once
 	namesrv, broker string

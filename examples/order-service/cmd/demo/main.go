@@ -24,7 +24,7 @@
 //	-broker     (TXCONSUME_ROCKETMQ_BROKER)    broker address for creating the topic; default: the
 //	                                           name server's host, port 10911
 //	-orders 2000, -same-id 0.15, -new-id 0.15, -kills 1, -shipping-kills 1, -naive=true,
-//	-timeout 3m, -seed 1, -db order_demo, -keep-topic=false
+//	-timeout 5m, -seed 1, -db order_demo, -keep-topic=false
 package main
 
 import (
@@ -75,7 +75,7 @@ func parseFlags() (*options, error) {
 	fs.Float64Var(&o.cfg.NewIDResends, "new-id", 0.15, "fraction of events re-sent under a new message id")
 	fs.IntVar(&o.cfg.Kills, "kills", 1, "times the order service (and its relay) is SIGKILLed and restarted (0: none)")
 	fs.IntVar(&o.cfg.ShippingKills, "shipping-kills", 1, "times the shipping service is SIGKILLed and restarted (0: none)")
-	fs.DurationVar(&o.cfg.Timeout, "timeout", 3*time.Minute, "how long to wait for the consumers to drain")
+	fs.DurationVar(&o.cfg.Timeout, "timeout", 5*time.Minute, "how long to wait for the consumers to drain")
 	fs.Uint64Var(&o.cfg.Seed, "seed", 1, "seed for choosing the duplicated orders")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err

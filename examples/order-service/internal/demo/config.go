@@ -46,7 +46,9 @@ type Config struct {
 	ShippingKills int
 	// Seed makes the choice of duplicated orders reproducible. Default 1.
 	Seed uint64
-	// Timeout bounds waiting for the consumers to drain. Default 3 minutes.
+	// Timeout bounds waiting for the consumers to drain. Default 5 minutes, although a run drains
+	// much sooner: after a SIGKILL the broker may keep listing the dead consumer for up to 150s,
+	// and the queues it allocates to it wait that long (docs/upstream.md, report 6).
 	Timeout time.Duration
 	// Quiet is how long no delivery may arrive before a consumer counts as drained. Default 3s.
 	Quiet time.Duration
@@ -86,7 +88,7 @@ func (c *Config) setDefaults() error {
 		c.Seed = 1
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 3 * time.Minute
+		c.Timeout = 5 * time.Minute
 	}
 	if c.Quiet == 0 {
 		c.Quiet = 3 * time.Second
