@@ -271,61 +271,67 @@ func measure(ctx context.Context, db *sqlx.DB, kind string, cfg Config) (float64
 	defer p.Close()
 	// A producer's UNIQ_KEY: its address and process, then a counter.
 	prefix := "7F000001" + strings.ToUpper(benchenv.RandomHex(6)) + fmt.Sprintf("%08X", time.Now().Unix())
-	var done atomic.Int64
-	var firstErr error
-	var once sync.Once
+	rate, keys, err := drive(ctx, cfg, func(ctx context.Context) (string, error) {
+		id := prefix + fmt.Sprintf("%08X", seq.Add(1))
+		if kind == "random" {
+			id = uuidLike()
+		}
+		r, err := p.Process(ctx, &txconsume.Message{ID: id, Topic: "bench"})
+		if err == nil && r != txconsume.Applied {
+			err = fmt.Errorf("claim of new key %s: %s", id, r)
+		}
+		return id, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rate, recordKeys(context.WithoutCancel(ctx), db, "txbench_claimed (dedup_key)", keys)
+}
+
+// drive runs step with cfg.Workers goroutines for cfg.Duration and returns steps per second and
+// the keys of the steps that succeeded, for the cleanup to delete. A step that fails for another
+// reason than the end of the measurement ends it with its error.
+func drive[K any](ctx context.Context, cfg Config, step func(ctx context.Context) (K, error)) (float64, []K, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	var firstErr error
+	var once sync.Once
 	var wg sync.WaitGroup
-	var claimed sync.Mutex
-	var keys []string
+	var mu sync.Mutex
+	var keys []K
 	start := time.Now()
 	for range cfg.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []string
-			defer func() { claimed.Lock(); keys = append(keys, mine...); claimed.Unlock() }()
+			var mine []K
+			defer func() { mu.Lock(); keys = append(keys, mine...); mu.Unlock() }()
 			for ctx.Err() == nil {
-				var id string
-				if kind == "random" {
-					id = uuidLike()
-				} else {
-					id = prefix + fmt.Sprintf("%08X", seq.Add(1))
-				}
-				r, err := p.Process(ctx, &txconsume.Message{ID: id, Topic: "bench"})
+				k, err := step(ctx)
 				if err != nil {
-					if ctx.Err() != nil {
-						return
+					if ctx.Err() == nil {
+						once.Do(func() { firstErr = err })
 					}
-					once.Do(func() { firstErr = err })
 					return
 				}
-				if r != txconsume.Applied {
-					once.Do(func() { firstErr = fmt.Errorf("claim of new key %s: %s", id, r) })
-					return
-				}
-				mine = append(mine, id)
-				done.Add(1)
+				mine = append(mine, k)
 			}
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
-		return 0, firstErr
+		return 0, nil, firstErr
 	}
-	if err := recordClaimed(context.WithoutCancel(ctx), db, keys); err != nil {
-		return 0, err
-	}
-	return float64(done.Load()) / elapsed.Seconds(), nil
+	return float64(len(keys)) / elapsed.Seconds(), keys, nil
 }
 
-// recordClaimed notes the keys a measurement claimed, so that the cleanup can delete them.
-func recordClaimed(ctx context.Context, db *sqlx.DB, keys []string) error {
+// recordKeys notes the keys a measurement inserted in into (a table and its one column), so that
+// the cleanup can delete them.
+func recordKeys[K any](ctx context.Context, db *sqlx.DB, into string, keys []K) error {
 	for lo := 0; lo < len(keys); lo += 1000 {
 		chunk := keys[lo:min(lo+1000, len(keys))]
-		q := "INSERT INTO txbench_claimed (dedup_key) VALUES (?)" + strings.Repeat(",(?)", len(chunk)-1)
+		q := "INSERT INTO " + into + " VALUES (?)" + strings.Repeat(",(?)", len(chunk)-1)
 		args := make([]any, len(chunk))
 		for i, k := range chunk {
 			args[i] = k

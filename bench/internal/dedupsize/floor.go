@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -66,46 +64,15 @@ FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digit
 // be without txconsume and with the narrowest possible claim: insert a random 16-byte key into
 // txbench_floor, then the handler's insert, then commit. It returns transactions per second.
 func measureFloor(ctx context.Context, db *sqlx.DB, _ string, cfg Config) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
-	defer cancel()
-	var done atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	var inserted sync.Mutex
-	var keys [][]byte
-	start := time.Now()
-	for range cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine [][]byte
-			defer func() { inserted.Lock(); keys = append(keys, mine...); inserted.Unlock() }()
-			for ctx.Err() == nil {
-				k := make([]byte, 16)
-				_, _ = rand.Read(k)
-				err := floorTransaction(ctx, db, k)
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					once.Do(func() { firstErr = err })
-					return
-				}
-				mine = append(mine, k)
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	if err := recordFloorKeys(context.WithoutCancel(ctx), db, keys); err != nil {
+	rate, keys, err := drive(ctx, cfg, func(ctx context.Context) ([]byte, error) {
+		k := make([]byte, 16)
+		_, _ = rand.Read(k)
+		return k, floorTransaction(ctx, db, k)
+	})
+	if err != nil {
 		return 0, err
 	}
-	return float64(done.Load()) / elapsed.Seconds(), nil
+	return rate, recordKeys(context.WithoutCancel(ctx), db, "txbench_floor_claimed (k)", keys)
 }
 
 func floorTransaction(ctx context.Context, db *sqlx.DB, k []byte) error {
@@ -121,22 +88,6 @@ func floorTransaction(ctx context.Context, db *sqlx.DB, k []byte) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-// recordFloorKeys notes the keys a measurement inserted, so that the cleanup can delete them.
-func recordFloorKeys(ctx context.Context, db *sqlx.DB, keys [][]byte) error {
-	for lo := 0; lo < len(keys); lo += 1000 {
-		chunk := keys[lo:min(lo+1000, len(keys))]
-		q := "INSERT INTO txbench_floor_claimed (k) VALUES (?)" + strings.Repeat(",(?)", len(chunk)-1)
-		args := make([]any, len(chunk))
-		for i, k := range chunk {
-			args[i] = k
-		}
-		if _, err := db.ExecContext(ctx, q, args...); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // deleteFloorKeys deletes the keys recorded by recordFloorKeys, 500 per statement.
