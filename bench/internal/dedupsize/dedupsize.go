@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,23 +141,20 @@ func prepare(ctx context.Context, base string, n int, cfg Config) (*sqlx.DB, fun
 	}
 	recipe := fmt.Sprintf("%s rows=%d group=%s schema=%s keys=uuid-like-sorted", recipeVersion, n, Group,
 		statuses[len(statuses)-1].Name)
-	var have string
-	_ = db.GetContext(ctx, &have, "SELECT recipe FROM txbench_recipe")
-	if have != recipe {
+	reused, err := keepFilled(ctx, db, "txbench_recipe", recipe, func() error {
 		cfg.Log("dedup table: filling %s rows into %s (kept for later runs while the recipe stays %q)", count(n), name, recipe)
 		start := time.Now()
 		if err := fill(ctx, db, n, cfg.Log); err != nil {
-			_ = db.Close()
-			return nil, nil, err
-		}
-		for _, s := range []string{"DELETE FROM txbench_recipe", "INSERT INTO txbench_recipe VALUES (?)"} {
-			if _, err := db.ExecContext(ctx, s, recipe); err != nil && !strings.HasPrefix(s, "DELETE") {
-				_ = db.Close()
-				return nil, nil, err
-			}
+			return err
 		}
 		cfg.Log("dedup table: filled %s rows in %s", count(n), time.Since(start).Round(time.Second))
-	} else {
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	if reused {
 		cfg.Log("dedup table: reusing %s (%s rows)", name, count(n))
 	}
 	if err := fillFloorOnce(ctx, db, n, cfg.Log); err != nil {
@@ -168,8 +166,8 @@ func prepare(ctx context.Context, base string, n int, cfg Config) (*sqlx.DB, fun
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		_, _ = db.ExecContext(cctx, "DELETE FROM "+txconsume.DedupTable+" WHERE consumer_group = ?", Group+"-run")
-		deleteRunKeys(cctx, db)
-		deleteFloorKeys(cctx, db)
+		deleteRecorded[string](cctx, db, "txbench_claimed", "dedup_key", txconsume.DedupTable, "consumer_group = ? AND", Group)
+		deleteRecorded[[]byte](cctx, db, "txbench_floor_claimed", "k", "txbench_floor", "")
 		_ = db.Close()
 	}, nil
 }
@@ -217,32 +215,31 @@ func fill(ctx context.Context, db *sqlx.DB, n int, log func(string, ...any)) err
 			return err
 		}
 	}
-	if err := makeDigits(ctx, db); err != nil {
-		return err
-	}
-	const chunk = 250_000
 	span := (7 * 24 * time.Hour).Microseconds() / int64(n)
 	start := time.Now()
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		q := fmt.Sprintf(`INSERT INTO `+txconsume.DedupTable+` (consumer_group, dedup_key, topic, msg_id, created_at)
-SELECT '%s', `+keySQL+`, 'bench', UPPER(SUBSTR(SHA2(n, 256), 1, 32)), UTC_TIMESTAMP(6) - INTERVAL 7 DAY + INTERVAL n * %d MICROSECOND
-FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digits b
-      WHERE a.d * 1000 + b.d < %d ORDER BY n) s`, Group, n, span, lo, hi-lo)
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("fill: %w", err)
+	q := fmt.Sprintf(`INSERT INTO `+txconsume.DedupTable+` (consumer_group, dedup_key, topic, msg_id, created_at)
+SELECT '%s', `+keySQL+`, 'bench', UPPER(SUBSTR(SHA2(n, 256), 1, 32)), UTC_TIMESTAMP(6) - INTERVAL 7 DAY + INTERVAL n * %d MICROSECOND`,
+		Group, n, span)
+	err := insertNumbered(ctx, db, n, q, func(done int) {
+		if (done/numberedChunk)%8 == 0 || done == n {
+			log("dedup table: %s of %s rows, %.0f rows/s", count(done), count(n), float64(done)/time.Since(start).Seconds())
 		}
-		if (hi/chunk)%8 == 0 || hi == n {
-			log("dedup table: %s of %s rows, %.0f rows/s", count(hi), count(n), float64(hi)/time.Since(start).Seconds())
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
 	}
-	_, err := db.ExecContext(ctx, "ANALYZE TABLE "+txconsume.DedupTable)
+	_, err = db.ExecContext(ctx, "ANALYZE TABLE "+txconsume.DedupTable)
 	return err
 }
 
-// makeDigits (re)creates txbench_digits, the numbers 0 to 999 that the fills cross-join into
-// row numbers.
-func makeDigits(ctx context.Context, db *sqlx.DB) error {
+// numberedChunk is how many rows one statement of insertNumbered inserts.
+const numberedChunk = 250_000
+
+// insertNumbered runs insertSelect, an INSERT ... SELECT whose expressions use n, over the row
+// numbers n = 0 to total-1 in order, numberedChunk rows per statement, the numbers generated on the
+// server by cross-joining txbench_digits (0 to 999, created here). progress gets the rows inserted
+// so far after each statement.
+func insertNumbered(ctx context.Context, db *sqlx.DB, total int, insertSelect string, progress func(done int)) error {
 	for _, s := range []string{"DROP TABLE IF EXISTS txbench_digits", "CREATE TABLE txbench_digits (d INT PRIMARY KEY)"} {
 		if _, err := db.ExecContext(ctx, s); err != nil {
 			return err
@@ -253,8 +250,38 @@ func makeDigits(ctx context.Context, db *sqlx.DB) error {
 	for i := 1; i < 1000; i++ {
 		fmt.Fprintf(&digits, ",(%d)", i)
 	}
-	_, err := db.ExecContext(ctx, digits.String())
-	return err
+	if _, err := db.ExecContext(ctx, digits.String()); err != nil {
+		return err
+	}
+	for lo := 0; lo < total; lo += numberedChunk {
+		hi := min(lo+numberedChunk, total)
+		q := insertSelect + fmt.Sprintf(`
+FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digits b
+      WHERE a.d * 1000 + b.d < %d ORDER BY n) s`, lo, hi-lo)
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+		progress(hi)
+	}
+	return nil
+}
+
+// keepFilled calls fill unless recipeTable (one row, one column) says the tables were filled by
+// recipe before, and then records recipe there. reused is true when fill was not called.
+func keepFilled(ctx context.Context, db *sqlx.DB, recipeTable, recipe string, fill func() error) (reused bool, err error) {
+	var have string
+	_ = db.GetContext(ctx, &have, "SELECT recipe FROM "+recipeTable)
+	if have == recipe {
+		return true, nil
+	}
+	if err := fill(); err != nil {
+		return false, err
+	}
+	if _, err := db.ExecContext(ctx, "DELETE FROM "+recipeTable); err != nil {
+		return false, err
+	}
+	_, err = db.ExecContext(ctx, "INSERT INTO "+recipeTable+" VALUES (?)", recipe)
+	return false, err
 }
 
 var seq atomic.Int64
@@ -343,22 +370,24 @@ func recordKeys[K any](ctx context.Context, db *sqlx.DB, into string, keys []K) 
 	return nil
 }
 
-// deleteRunKeys deletes the claims recorded by recordClaimed, 500 keys per statement.
-func deleteRunKeys(ctx context.Context, db *sqlx.DB) {
+// deleteRecorded deletes the keys that recordKeys noted in recorded (their column column) from
+// table, 500 per statement, and then from recorded. scope, with scopeArgs, narrows table's rows
+// to those of the measurement ("consumer_group = ? AND"), or is empty.
+func deleteRecorded[K any](ctx context.Context, db *sqlx.DB, recorded, column, table, scope string, scopeArgs ...any) {
 	for {
-		var keys []string
-		if err := db.SelectContext(ctx, &keys, "SELECT dedup_key FROM txbench_claimed LIMIT 500"); err != nil || len(keys) == 0 {
+		var keys []K
+		if err := db.SelectContext(ctx, &keys, "SELECT "+column+" FROM "+recorded+" LIMIT 500"); err != nil || len(keys) == 0 {
 			return
 		}
-		args := []any{Group}
+		args := slices.Clone(scopeArgs)
 		for _, k := range keys {
 			args = append(args, k)
 		}
-		in := "(?" + strings.Repeat(",?", len(keys)-1) + ")"
-		if _, err := db.ExecContext(ctx, "DELETE FROM "+txconsume.DedupTable+" WHERE consumer_group = ? AND dedup_key IN "+in, args...); err != nil {
+		in := column + " IN (?" + strings.Repeat(",?", len(keys)-1) + ")"
+		if _, err := db.ExecContext(ctx, "DELETE FROM "+table+" WHERE "+scope+" "+in, args...); err != nil {
 			return
 		}
-		if _, err := db.ExecContext(ctx, "DELETE FROM txbench_claimed WHERE dedup_key IN "+in, args[1:]...); err != nil {
+		if _, err := db.ExecContext(ctx, "DELETE FROM "+recorded+" WHERE "+in, args[len(scopeArgs):]...); err != nil {
 			return
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -15,24 +14,16 @@ const floorRecipe = "floor-1"
 
 // fillFloorOnce fills txbench_floor with n keys, unless a run before this one already did.
 func fillFloorOnce(ctx context.Context, db *sqlx.DB, n int, log func(string, ...any)) error {
-	recipe := fmt.Sprintf("%s rows=%d", floorRecipe, n)
-	var have string
-	_ = db.GetContext(ctx, &have, "SELECT recipe FROM txbench_floor_recipe")
-	if have == recipe {
-		return nil
-	}
-	log("floor table: filling %s rows", count(n))
-	start := time.Now()
-	if err := fillFloor(ctx, db, n); err != nil {
-		return fmt.Errorf("fill the floor table: %w", err)
-	}
-	for _, s := range []string{"DELETE FROM txbench_floor_recipe", "INSERT INTO txbench_floor_recipe VALUES (?)"} {
-		if _, err := db.ExecContext(ctx, s, recipe); err != nil && !strings.HasPrefix(s, "DELETE") {
-			return err
+	_, err := keepFilled(ctx, db, "txbench_floor_recipe", fmt.Sprintf("%s rows=%d", floorRecipe, n), func() error {
+		log("floor table: filling %s rows", count(n))
+		start := time.Now()
+		if err := fillFloor(ctx, db, n); err != nil {
+			return fmt.Errorf("fill the floor table: %w", err)
 		}
-	}
-	log("floor table: filled %s rows in %s", count(n), time.Since(start).Round(time.Second))
-	return nil
+		log("floor table: filled %s rows in %s", count(n), time.Since(start).Round(time.Second))
+		return nil
+	})
+	return err
 }
 
 // fillFloor replaces txbench_floor's rows with n 16-byte keys spread evenly over the key space,
@@ -43,18 +34,10 @@ func fillFloor(ctx context.Context, db *sqlx.DB, n int) error {
 			return err
 		}
 	}
-	if err := makeDigits(ctx, db); err != nil {
+	q := fmt.Sprintf(`INSERT INTO txbench_floor (k)
+SELECT UNHEX(CONCAT(LPAD(HEX(FLOOR(n * 4294967296 / %d)), 8, '0'), SUBSTR(SHA2(n, 256), 1, 24)))`, n)
+	if err := insertNumbered(ctx, db, n, q, func(int) {}); err != nil {
 		return err
-	}
-	const chunk = 250_000
-	for lo := 0; lo < n; lo += chunk {
-		q := fmt.Sprintf(`INSERT INTO txbench_floor (k)
-SELECT UNHEX(CONCAT(LPAD(HEX(FLOOR(n * 4294967296 / %d)), 8, '0'), SUBSTR(SHA2(n, 256), 1, 24)))
-FROM (SELECT a.d * 1000 + b.d + %d AS n FROM txbench_digits a JOIN txbench_digits b
-      WHERE a.d * 1000 + b.d < %d ORDER BY n) s`, n, lo, min(chunk, n-lo))
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return err
-		}
 	}
 	_, err := db.ExecContext(ctx, "ANALYZE TABLE txbench_floor")
 	return err
@@ -88,24 +71,4 @@ func floorTransaction(ctx context.Context, db *sqlx.DB, k []byte) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-// deleteFloorKeys deletes the keys recorded by recordFloorKeys, 500 per statement.
-func deleteFloorKeys(ctx context.Context, db *sqlx.DB) {
-	for {
-		var keys [][]byte
-		if err := db.SelectContext(ctx, &keys, "SELECT k FROM txbench_floor_claimed LIMIT 500"); err != nil || len(keys) == 0 {
-			return
-		}
-		args := make([]any, len(keys))
-		for i, k := range keys {
-			args[i] = k
-		}
-		in := "(?" + strings.Repeat(",?", len(keys)-1) + ")"
-		for _, table := range []string{"txbench_floor", "txbench_floor_claimed"} {
-			if _, err := db.ExecContext(ctx, "DELETE FROM "+table+" WHERE k IN "+in, args...); err != nil {
-				return
-			}
-		}
-	}
 }
